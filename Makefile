@@ -1,0 +1,29 @@
+# relaywatch: `make demo` and `make test` work on a fresh machine with Python 3.11 and make.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test sample clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; run 'make PYTHON=python3 ...'" >&2; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	@test -d sample_logs/inbox || $(BIN)/relaywatch generate --out sample_logs --preset sample
+	$(BIN)/relaywatch ingest sample_logs/inbox --lake demo/lake
+	@echo "relaywatch: demo lake written to $(CURDIR)/demo/lake (hive-partitioned Parquet; columns in docs/data-dictionary.md)"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+sample: $(STAMP)
+	rm -rf sample_logs/inbox
+	$(BIN)/relaywatch generate --out sample_logs --preset sample
+
+clean:
+	rm -rf $(VENV) demo .pytest_cache

@@ -1,0 +1,219 @@
+"""Writers of the export formats, as Exchange Online / PowerShell / on-premises Exchange write
+them: used by `relaywatch generate` and by the round-trip tests of the parsers.
+
+Each writer takes canonical-style rows (dicts with the canonical column names) so that
+`parse(write(rows)) == rows` can be checked for every format.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+Row = dict[str, Any]
+TRACE_STATUS = {"delivered": "Delivered", "failed": "Failed", "pending": "Pending",
+                "filtered_as_spam": "FilteredAsSpam", "quarantined": "Quarantined",
+                "expanded": "Expanded"}
+EVENT_FOR = {"delivered": "Deliver", "failed": "Fail", "pending": "Defer",
+             "expanded": "Expand", "filtered_as_spam": "Deliver", "quarantined": "Deliver"}
+
+
+def _write_text(path: Path, text: str, encoding: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if encoding == "utf-16-le-bom":
+        path.write_bytes(b"\xff\xfe" + text.encode("utf-16-le"))
+    elif encoding == "ascii":  # Windows PowerShell 5.1 Export-Csv: non-ASCII becomes '?'
+        path.write_bytes(text.encode("ascii", errors="replace"))
+    else:
+        path.write_bytes(text.encode(encoding))
+
+
+def _csv(header: Sequence[str], rows: Iterable[Sequence[Any]], quote_all: bool = True,
+         lineterminator: str = "\r\n") -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, quoting=csv.QUOTE_ALL if quote_all else csv.QUOTE_MINIMAL,
+                   lineterminator=lineterminator)
+    w.writerow(header)
+    for r in rows:
+        w.writerow(["" if v is None else v for v in r])
+    return buf.getvalue()
+
+
+def fmt_time(ts: datetime, style: str) -> str:
+    """A UTC time as the exporting tool writes it."""
+    ts = ts.astimezone(timezone.utc)
+    if style == "us":  # en-US culture, 12-hour clock, no zone
+        return f"{ts.month}/{ts.day}/{ts.year} {(ts.hour % 12) or 12}:{ts:%M:%S} " + (
+            "AM" if ts.hour < 12 else "PM")
+    if style == "gb":
+        return f"{ts:%d/%m/%Y %H:%M:%S}"
+    if style == "de":
+        return f"{ts:%d.%m.%Y %H:%M:%S}"
+    if style == "msdate":  # Windows PowerShell 5.1 ConvertTo-Json
+        return f"/Date({int(ts.timestamp() * 1000)})/"
+    if style == "iso7":
+        return ts.strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+    if style == "ms":  # tracking logs: milliseconds and Z
+        return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+TRACE_FIELDS = ["Organization", "MessageId", "Received", "SenderAddress", "RecipientAddress",
+                "Subject", "Status", "ToIP", "FromIP", "Size", "MessageTraceId", "StartDate",
+                "EndDate", "Index"]
+
+
+def _trace_values(rows: Sequence[Row], org: str, time_style: str) -> list[list[Any]]:
+    if not rows:
+        return []
+    start = min(r["received_utc"] for r in rows)
+    end = max(r["received_utc"] for r in rows)
+    return [[org, r.get("message_id"), fmt_time(r["received_utc"], time_style),
+             r.get("sender_address"), r.get("recipient_address"), r.get("subject"),
+             TRACE_STATUS.get(r.get("status") or "", "None"), r.get("to_ip"), r.get("client_ip"),
+             r.get("size_bytes"), r.get("network_message_id"), fmt_time(start, time_style),
+             fmt_time(end, time_style), i] for i, r in enumerate(rows)]
+
+
+def message_trace_csv(path: Path, rows: Sequence[Row], org: str, dialect: str = "ps51",
+                      time_style: str = "us") -> None:
+    """Get-MessageTrace | Export-Csv: 'ps51' (#TYPE, ASCII, culture dates) or 'ps7' (UTF-8)."""
+    text = _csv(TRACE_FIELDS, _trace_values(rows, org, time_style))
+    if dialect == "ps51":
+        text = ("#TYPE Deserialized.Microsoft.Exchange.Management.FfoReporting.MessageTrace"
+                "\r\n" + text)
+        _write_text(path, text, "ascii")
+    else:
+        _write_text(path, text.replace("\r\n", "\n"), "utf-8")
+
+
+def message_trace_json(path: Path, rows: Sequence[Row], org: str, style: str = "ndjson") -> None:
+    """ConvertTo-Json: 'ps51' array with /Date(ms)/, 'ps7' array ISO, 'ndjson' one per line."""
+    time_style = "msdate" if style == "ps51" else "iso"
+    objs = [dict(zip(TRACE_FIELDS, v)) for v in _trace_values(rows, org, time_style)]
+    if style == "ndjson":
+        text = "\n".join(json.dumps(o, separators=(",", ":")) for o in objs)
+    else:
+        text = json.dumps(objs, indent=2)
+        if style == "ps51":
+            text = text.replace("/Date(", "\\/Date(").replace(")/", ")\\/")
+    _write_text(path, text, "utf-8")
+
+
+def message_trace_detail_csv(path: Path, events: Sequence[Row], org: str) -> None:
+    """Get-MessageTraceDetail | Export-Csv -NoTypeInformation (PowerShell 7, ISO dates)."""
+    header = ["Organization", "MessageId", "MessageTraceId", "Date", "Event", "Action",
+              "Detail", "Data", "RecipientAddress", "SenderAddress"]
+    _write_text(path, _csv(header, ([org, e.get("message_id"), e.get("network_message_id"),
+                                     fmt_time(e["time"], "iso"), e["event"], e.get("action"),
+                                     e.get("detail"), None, e.get("recipient_address"),
+                                     e.get("sender_address")] for e in events)), "utf-8")
+
+
+SUMMARY_FIELDS = ["origin_timestamp_utc", "sender_address", "recipient_status",
+                  "message_subject", "total_bytes", "message_id", "network_message_id",
+                  "original_client_ip", "directionality", "connector_id", "delivery_priority"]
+
+
+def historical_summary(path: Path, rows: Sequence[Row], encoding: str = "utf-16-le") -> None:
+    """The EAC enhanced summary report: one line per message, UTF-16LE (BOM optional)."""
+    by_msg: dict[str, list[Row]] = {}
+    for r in rows:
+        by_msg.setdefault(r["network_message_id"], []).append(r)
+    lines = []
+    for msgs in by_msg.values():
+        r = msgs[0]
+        status = ";".join(f"{m['recipient_address']}##Receive, {EVENT_FOR.get(m['status'], 'Deliver')}"
+                          for m in msgs)
+        lines.append([fmt_time(r["received_utc"], "iso7"), r["sender_address"], status,
+                      r.get("subject"), r.get("size_bytes"), r.get("message_id"),
+                      r["network_message_id"], r.get("client_ip"),
+                      "Incoming" if r.get("direction") == "inbound" else "Originating",
+                      r.get("connector"), "Normal"])
+    _write_text(path, _csv(SUMMARY_FIELDS, lines), encoding)
+
+
+def tracking_log(path: Path, events: Sequence[Row], version: str = "15.01.2375.007") -> None:
+    """An on-premises MSGTRK*.LOG: UTF-8 BOM, '#' header lines, each file's own #Fields."""
+    from pipeline.formats.tracking import MSGTRK_2010, MSGTRK_2013
+
+    fields = MSGTRK_2010 if version.startswith("14.") else MSGTRK_2013
+    first = min((e["time"] for e in events), default=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    head = ("#Software: Microsoft Exchange Server\r\n"
+            f"#Version: {version}\r\n#Log-type: Message Tracking Log\r\n"
+            f"#Date: {fmt_time(first, 'ms')}\r\n#Fields: {','.join(fields)}\r\n")
+    body = io.StringIO()
+    w = csv.writer(body, lineterminator="\r\n")
+    for e in events:
+        values = {"date-time": fmt_time(e["time"], "ms"), **e["fields"]}
+        w.writerow([values.get(f, "") for f in fields])
+    _write_text(path, "\ufeff" + head + body.getvalue(), "utf-8")
+
+
+def accepted_domains_json(path: Path, domains: Sequence[Row]) -> None:
+    objs = [{"DomainName": {"Domain": d["domain_name"], "Address": d["domain_name"],
+                            "IncludeSubDomains": False},
+             "DomainType": d.get("domain_type", "Authoritative"),
+             "Default": d.get("is_default", False), "MatchSubDomains": d.get("match_subdomains", False),
+             "InitialDomain": d["domain_name"].endswith(".onmicrosoft.com"),
+             "WhenCreatedUTC": fmt_time(d["when_created_utc"], "msdate")} for d in domains]
+    _write_text(path, json.dumps(objs, indent=2).replace("/Date(", "\\/Date(")
+                .replace(")/", ")\\/"), "utf-8")
+
+
+INBOUND_FIELDS = ["Name", "Enabled", "ConnectorType", "ConnectorSource", "SenderIPAddresses",
+                  "SenderDomains", "TlsSenderCertificateName", "RequireTls",
+                  "RestrictDomainsToIPAddresses", "RestrictDomainsToCertificate",
+                  "CloudServicesMailEnabled", "TreatMessagesAsInternal", "Comment",
+                  "WhenCreatedUTC", "WhenChangedUTC"]
+
+
+def _inbound_values(c: Row, time_style: str, join: str | None) -> list[Any]:
+    def multi(v: list[str]) -> Any:
+        return join.join(v) if join is not None else v
+    return [c["name"], c.get("enabled", True), c.get("connector_type", "OnPremises"),
+            c.get("connector_source", "AdminUI"), multi(c.get("sender_ip_addresses", [])),
+            multi([f"smtp:{d};1" for d in c.get("sender_domains", [])]),
+            c.get("tls_sender_certificate_name"), c.get("require_tls", False),
+            c.get("restrict_domains_to_ip_addresses", False),
+            c.get("restrict_domains_to_certificate", False), True, False, c.get("comment"),
+            fmt_time(c["when_created_utc"], time_style),
+            fmt_time(c.get("when_changed_utc", c["when_created_utc"]), time_style)]
+
+
+def inbound_connectors_json(path: Path, connectors: Sequence[Row]) -> None:
+    objs = [dict(zip(INBOUND_FIELDS, _inbound_values(c, "msdate", None))) for c in connectors]
+    _write_text(path, json.dumps(objs, indent=2).replace("/Date(", "\\/Date(")
+                .replace(")/", ")\\/"), "utf-8")
+
+
+def inbound_connectors_csv(path: Path, connectors: Sequence[Row], time_style: str = "de") -> None:
+    """Export-Csv with multi-valued properties joined by ';' (the documented fix)."""
+    rows = [[("True" if v is True else "False" if v is False else v)
+             for v in _inbound_values(c, time_style, ";")] for c in connectors]
+    _write_text(path, "#TYPE Selected.Microsoft.Exchange.Data.Directory.SystemConfiguration."
+                "TenantInboundConnector\r\n" + _csv(INBOUND_FIELDS, rows), "utf-8")
+
+
+def purview_audit_csv(path: Path, events: Sequence[Row], org: str) -> None:
+    """Purview portal audit export: AuditData JSON inside a quoted CSV field."""
+    header = ["RecordId", "CreationDate", "RecordType", "Operation", "UserId", "AuditData",
+              "AssociatedAdminUnits", "AssociatedAdminUnitsNames"]
+    lines = []
+    for e in events:
+        data = {"CreationTime": e["creation_utc"].strftime("%Y-%m-%dT%H:%M:%S"),
+                "Id": e["record_id"], "Operation": e["operation"], "OrganizationName": org,
+                "RecordType": 1, "ResultStatus": "True", "UserKey": "10032001A1B2C3D4",
+                "UserType": 2, "Version": 1, "Workload": "Exchange",
+                "ClientIP": f"{e['client_ip']}:{e.get('port', 50112)}",
+                "ObjectId": e["object_id"], "UserId": e["user_id"], "ExternalAccess": False,
+                "OrganizationId": "00000000-0000-0000-0000-000000000000",
+                "Parameters": [{"Name": k, "Value": v} for k, v in e["parameters"].items()]}
+        lines.append([e["record_id"], fmt_time(e["creation_utc"], "us"), 1, e["operation"],
+                      e["user_id"], json.dumps(data, separators=(",", ":")), "", ""])
+    _write_text(path, _csv(header, lines, quote_all=False), "utf-8")

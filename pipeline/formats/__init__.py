@@ -1,0 +1,134 @@
+"""Recognise an export by its content and read it into canonical rows.
+
+`sniff` looks at the first bytes only (encoding, container, header keys); `read` parses the
+whole file. Formats are tried from the most specific to the least, by their column names.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from pipeline.errors import InputFormatError
+from pipeline.formats import audit, config, messagetrace, tracking
+from pipeline.formats.common import Context, Parsed, TabularFormat
+from pipeline.formats.source import Head, read_csv_frame, read_head, read_json_records, records_frame
+from pipeline.normalize import header_key
+
+TABULAR: list[TabularFormat] = [
+    *config.FORMATS, *audit.FORMATS, *tracking.FORMATS, *messagetrace.FORMATS,
+]
+# Which table a file feeds decides ingest order: configuration first, so that message
+# directions can use the tenant's accepted domains from the same batch.
+TABLE_ORDER = ["accepted_domains", "inbound_connectors", "outbound_connectors",
+               "audit_events", "messages"]
+_MSGTRK_ROW = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z,"
+
+
+@dataclass(frozen=True)
+class Sniffed:
+    container: str  # csv | json | msgtrk
+    format: str
+    table: str
+    head: Head
+    skip_lines: int = 0
+
+
+def _identify(keys: set[str], file: str, line: int, shown: list[str]) -> TabularFormat:
+    for fmt in TABULAR:
+        if fmt.matches(keys):
+            return fmt
+    raise InputFormatError(
+        file, line,
+        "unknown columns " + ", ".join(shown[:12]) + (" ..." if len(shown) > 12 else ""),
+        "expected a message trace, trace detail, historical search report, tracking log, "
+        "accepted domain, connector or audit log export (see docs/formats.md)",
+    )
+
+
+def sniff(path: Path, file: str, headerless_msgtrk: str = "none") -> Sniffed:
+    head = read_head(path, file)
+    lines = [ln for ln in head.lines]
+    if not head.text.strip():
+        raise InputFormatError(file, None, "the file is empty", "export it again")
+    first = lines[0].strip()
+    if first.startswith("#Software: Microsoft Exchange") or any(
+            ln.startswith("#Fields:") for ln in lines[:10] if ln.startswith("#")):
+        return Sniffed("msgtrk", "exchange_tracking_log", "messages", head)
+    import re
+
+    if re.match(_MSGTRK_ROW, first):
+        if headerless_msgtrk == "none":
+            tracking.msgtrk_fields(head, file, headerless_msgtrk)  # raises with the fix
+        return Sniffed("msgtrk", "exchange_tracking_log", "messages", head)
+    if first.startswith(("[", "{")):
+        keys = _json_keys(head.text, file)
+        fmt = _identify(set(keys), file, 1, keys)
+        return Sniffed("json", fmt.name, fmt.table, head)
+    skip = 1 if first.startswith("#TYPE") else 0
+    if skip and len(lines) < 2:
+        raise InputFormatError(file, 1, "only a '#TYPE' line, no header or rows",
+                               "export again; the export was cut short")
+    header = lines[skip]
+    names = [n for n in _split_header(header)]
+    keys = [header_key(n) for n in names]
+    fmt = _identify(set(keys), file, skip + 1, [n.strip() for n in names])
+    return Sniffed("csv", fmt.name, fmt.table, head, skip)
+
+
+def _split_header(line: str) -> list[str]:
+    import csv
+
+    return next(csv.reader([line]), [])
+
+
+def _json_keys(text: str, file: str) -> list[str]:
+    """Keys of the first JSON object in the head (the head may cut the file mid-way)."""
+    decoder = json.JSONDecoder()
+    s = text.lstrip()
+    if s.startswith("["):
+        s = s[1:].lstrip()
+    try:
+        obj, _ = decoder.raw_decode(s)
+    except json.JSONDecodeError:
+        # a huge first record or pretty-printed JSON: fall back to the keys we can see
+        import re
+
+        keys = re.findall(r'"([A-Za-z_@.][\w@.]*)"\s*:', text[:65536])
+        if not keys:
+            raise InputFormatError(file, 1, "starts like JSON but no object could be read",
+                                   "check the file is complete JSON") from None
+        return list(dict.fromkeys(header_key(k) for k in keys))
+    if isinstance(obj, dict) and isinstance(obj.get("value"), list) and obj["value"]:
+        obj = obj["value"][0]
+    if not isinstance(obj, dict):
+        raise InputFormatError(file, 1, "JSON that holds no objects",
+                               "export records with ConvertTo-Json -Depth 5")
+    return [header_key(k) for k in obj]
+
+
+def read(path: Path, sniffed: Sniffed, ctx: Context) -> Parsed:
+    """Parse the whole file into canonical rows and row rejects."""
+    if sniffed.container == "msgtrk":
+        return tracking.read_msgtrk(path, sniffed.head, ctx)
+    fmt = next(f for f in TABULAR if f.name == sniffed.format)
+    if sniffed.container == "json":
+        records, bad = read_json_records(path, sniffed.head, ctx.file)
+        parsed = fmt.parse(records_frame(records), ctx)
+        if bad:
+            parsed.rejects = pl.concat([
+                parsed.rejects, pl.DataFrame(bad, schema=parsed.rejects.schema, orient="row")])
+        if parsed.table == "messages" and not parsed.format.endswith("_json"):
+            parsed.format += "_json"
+        return parsed
+    df = read_csv_frame(path, sniffed.head, ctx.file, skip_lines=sniffed.skip_lines)
+    parsed = fmt.parse(df, ctx)
+    if sniffed.skip_lines and parsed.table == "messages":
+        parsed.format += "_ps51"
+    return parsed
+
+
+__all__ = ["Context", "Parsed", "Sniffed", "TABLE_ORDER", "read", "sniff"]

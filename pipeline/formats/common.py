@@ -1,0 +1,121 @@
+"""What every format module shares: the parse context, the result, column lookup, rejects."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import polars as pl
+
+from pipeline import normalize as nz
+
+REJECT_SCHEMA = {"source_line": pl.Int64, "reason": pl.String, "raw": pl.String}
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a parser knows besides the file's content."""
+
+    file: str  # shown in messages: "<tenant>/<file name>"
+    tenant: str
+    snapshot_utc: datetime
+    date_order: str = "auto"
+    own_domains: tuple[str, ...] = ()
+    headerless_msgtrk: str = "none"
+
+
+@dataclass
+class Parsed:
+    format: str
+    table: str
+    rows: pl.DataFrame
+    rejects: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=REJECT_SCHEMA))
+    own_domains: tuple[str, ...] = ()  # domains this file proves the tenant owns
+
+
+@dataclass(frozen=True)
+class TabularFormat:
+    """A format recognised by its column names, read from CSV or JSON alike."""
+
+    name: str
+    table: str
+    required: tuple[frozenset[str], ...]  # each set: one of these keys must be present
+    parse: Callable[[pl.DataFrame, Context], Parsed]
+    forbidden: frozenset[str] = frozenset()
+
+    def matches(self, keys: set[str]) -> bool:
+        return all(keys & alts for alts in self.required) and not keys & self.forbidden
+
+
+def any_of(*keys: str) -> frozenset[str]:
+    return frozenset(keys)
+
+
+def col(df: pl.DataFrame, *aliases: str) -> pl.Expr:
+    """The first of `aliases` the frame has, else a null string column."""
+    for a in aliases:
+        if a in df.columns:
+            return pl.col(a)
+    return pl.lit(None, dtype=pl.String)
+
+
+def reject_rows(df: pl.DataFrame, checks: list[tuple[pl.Expr, str, pl.Expr]]
+                ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split rows failing any check (bad_condition, reason, raw value) into rejects."""
+    reasons = pl.concat_str(
+        [pl.when(bad).then(pl.lit(reason)) for bad, reason, _ in checks], separator="; ",
+        ignore_nulls=True,
+    )
+    raw = pl.coalesce([pl.when(bad).then(value.cast(pl.String)) for bad, _, value in checks])
+    df = df.with_columns(reasons.alias("_reason"), raw.str.slice(0, 1000).alias("_raw"))
+    bad_rows = df.filter(pl.col("_reason").str.len_chars() > 0)
+    rejects = bad_rows.select(
+        pl.col("_line").alias("source_line"), pl.col("_reason").alias("reason"),
+        pl.col("_raw").alias("raw"),
+    )
+    good = df.filter(pl.col("_reason").str.len_chars() == 0).drop("_reason", "_raw")
+    return good, rejects
+
+
+def parse_times(df: pl.DataFrame, ctx: Context, columns: list[str]) -> dict[str, pl.Expr]:
+    """Timestamp expressions for `columns`, with one day/month order decided for the file."""
+    present = [c for c in columns if c in df.columns]
+    values: list[str | None] = []
+    for c in present:
+        values += df.get_column(c).drop_nulls().unique().head(5000).to_list()
+    order = nz.infer_date_order(values, ctx.file, ctx.date_order)
+    return {c: nz.timestamp(pl.col(c), order) for c in present}
+
+
+def as_bool(e: pl.Expr) -> pl.Expr:
+    s = e.cast(pl.String).str.strip_chars().str.to_lowercase().str.strip_prefix("$")
+    return (pl.when(s.is_in(["true", "1", "yes"])).then(True)
+            .when(s.is_in(["false", "0", "no"])).then(False).otherwise(None))
+
+
+def as_int(e: pl.Expr) -> pl.Expr:
+    return e.cast(pl.String).str.replace_all(r"[,\s]", "").cast(pl.Int64, strict=False)
+
+
+TYPE_NAME = (r"^(System\.(Collections\.[A-Za-z.`0-9]+|String\[\]|Object\[\]|[A-Za-z.]+\[\])"
+             r"|Microsoft\.Exchange\.Data\.MultiValuedProperty.*"
+             r"|Deserialized\.Microsoft\.Exchange\..*)$")
+
+
+def check_type_names(df: pl.DataFrame, ctx: Context) -> None:
+    """PowerShell's Export-Csv writes a type name for multi-valued properties: refuse them."""
+    from pipeline.errors import InputFormatError
+
+    for c in df.columns:
+        if c == "_line" or df.schema[c] != pl.String:
+            continue
+        hit = df.filter(pl.col(c).str.contains(TYPE_NAME))
+        if hit.height:
+            raise InputFormatError(
+                ctx.file, int(hit["_line"][0]),
+                f"column {c!r} holds the PowerShell type name {hit[c][0]!r} instead of values",
+                "export multi-valued properties with "
+                "@{n='" + c + "';e={$_." + c + " -join ';'}} in Select-Object, or use "
+                "ConvertTo-Json -Depth 5 instead of Export-Csv",
+            )

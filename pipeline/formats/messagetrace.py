@@ -1,0 +1,113 @@
+"""Get-MessageTrace / Get-MessageTraceV2 (CSV or JSON), Graph exchangeMessageTrace, and
+Get-MessageTraceDetail(V2). One row per recipient; detail events are collapsed."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from pipeline import normalize as nz
+from pipeline.formats import events
+from pipeline.formats.common import (
+    Context, Parsed, TabularFormat, any_of, as_int, col, parse_times, reject_rows,
+)
+
+
+def finish_messages(df: pl.DataFrame, ctx: Context, fmt: str, own: tuple[str, ...],
+                    hint: pl.Expr | None = None) -> Parsed:
+    """Domains, direction and row checks shared by every message format."""
+    df = df.with_columns(
+        nz.domain(pl.col("sender_address")).alias("sender_domain"),
+        nz.domain(pl.col("recipient_address")).alias("recipient_domain"),
+        nz.domain(pl.col("envelope_sender")).alias("envelope_domain"),
+    )
+    df = df.with_columns(
+        nz.direction(pl.col("sender_domain"), pl.col("recipient_domain"), list(own), hint)
+        .alias("direction")
+    )
+    good, rejects = reject_rows(df, [
+        (pl.col("received_utc").is_null(), "unparseable or missing timestamp",
+         pl.col("_raw_time")),
+        (pl.col("sender_address").is_null() & pl.col("recipient_address").is_null(),
+         "neither a sender nor a recipient address", pl.col("_raw_time")),
+    ])
+    good = good.rename({"_line": "source_line"}).drop("_raw_time", strict=False)
+    return Parsed(fmt, "messages", good, rejects, own)
+
+
+def organizations(df: pl.DataFrame) -> tuple[str, ...]:
+    if "organization" not in df.columns:
+        return ()
+    orgs = df.select(nz.domain_name(pl.col("organization")).drop_nulls().unique())
+    return tuple(sorted(o for o in orgs.to_series().to_list() if "." in o))
+
+
+def parse_trace(df: pl.DataFrame, ctx: Context) -> Parsed:
+    times = parse_times(df, ctx, ["received", "receiveddatetime"])
+    own = tuple(sorted(set(ctx.own_domains) | set(organizations(df))))
+    out = df.select(
+        pl.col("_line"),
+        pl.coalesce(list(times.values())).alias("received_utc"),
+        col(df, "received", "receiveddatetime").alias("_raw_time"),
+        nz.address(col(df, "senderaddress")).alias("sender_address"),
+        pl.lit(None, dtype=pl.String).alias("envelope_sender"),
+        nz.address(col(df, "recipientaddress")).alias("recipient_address"),
+        nz.trace_status(col(df, "status")).alias("status"),
+        nz.blank_to_null(col(df, "subject")).alias("subject"),
+        as_int(col(df, "size")).alias("size_bytes"),
+        nz.blank_to_null(col(df, "messageid")).alias("message_id"),
+        nz.blank_to_null(col(df, "messagetraceid", "id")).str.to_lowercase()
+        .alias("network_message_id"),
+        nz.ip(col(df, "fromip")).alias("client_ip"),
+        nz.ip(col(df, "toip")).alias("to_ip"),
+        (nz.trace_status(col(df, "status")) == "filtered_as_spam").alias("spam_verdict"),
+    )
+    fmt = "graph_message_trace_json" if "receiveddatetime" in df.columns else "message_trace"
+    return finish_messages(out, ctx, fmt, own)
+
+
+def parse_detail(df: pl.DataFrame, ctx: Context) -> Parsed:
+    times = parse_times(df, ctx, ["date"])
+    own = tuple(sorted(set(ctx.own_domains) | set(organizations(df))))
+    detail = pl.concat_str([col(df, "detail"), col(df, "data")], separator=" ",
+                           ignore_nulls=True)
+    ev = df.select(
+        pl.col("_line"),
+        times["date"].alias("received_utc"),
+        col(df, "event").alias("event"),
+        nz.address(col(df, "senderaddress")).alias("sender_address"),
+        pl.lit(None, dtype=pl.String).alias("envelope_sender"),
+        nz.address(col(df, "recipientaddress")).alias("recipient_address"),
+        pl.lit(None, dtype=pl.String).alias("subject"),
+        pl.lit(None, dtype=pl.Int64).alias("size_bytes"),
+        nz.blank_to_null(col(df, "messageid")).alias("message_id"),
+        nz.blank_to_null(col(df, "messagetraceid")).str.to_lowercase()
+        .alias("network_message_id"),
+        pl.lit(None, dtype=pl.String).alias("connector"),
+        pl.lit(None, dtype=pl.String).alias("client_ip"),
+        nz.ndr_code(detail).alias("ndr_code"),
+        detail.str.contains(r"SFV=(SPM|SKS)").fill_null(False).alias("spam_verdict"),
+        pl.lit(None, dtype=pl.String).alias("direction_hint"),
+        (nz.event_key(col(df, "event")) == "receive").alias("is_receive"),
+        col(df, "date").alias("_raw_time"),
+    )
+    bad_time = ev.filter(pl.col("received_utc").is_null())
+    collapsed = events.collapse(ev.filter(pl.col("received_utc").is_not_null()))
+    collapsed = collapsed.with_columns(pl.lit(None, dtype=pl.String).alias("_raw_time"))
+    parsed = finish_messages(collapsed.drop("direction_hint"), ctx, "message_trace_detail", own)
+    parsed.rejects = pl.concat([
+        bad_time.select(pl.col("_line").alias("source_line"),
+                        pl.lit("unparseable or missing timestamp").alias("reason"),
+                        pl.col("_raw_time").str.slice(0, 1000).alias("raw")),
+        parsed.rejects,
+    ])
+    return parsed
+
+
+FORMATS = [
+    TabularFormat("message_trace_detail", "messages",
+                  (any_of("date"), any_of("event"), any_of("messagetraceid", "messageid"),
+                   any_of("detail", "action")), parse_detail, forbidden=frozenset({"received"})),
+    TabularFormat("message_trace", "messages",
+                  (any_of("received", "receiveddatetime"), any_of("senderaddress"),
+                   any_of("recipientaddress"), any_of("status")), parse_trace),
+]

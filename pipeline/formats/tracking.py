@@ -1,0 +1,169 @@
+"""Historical-search reports (enhanced summary, extended) and on-premises MSGTRK*.LOG files.
+
+The extended report is the tracking-log field list with `_` for `-`, so both share one
+event parser; only how the header is found differs (a CSV header vs the `#Fields:` line).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from pipeline import normalize as nz
+from pipeline.errors import InputFormatError
+from pipeline.formats import events
+from pipeline.formats.common import (
+    Context, Parsed, TabularFormat, any_of, as_int, col, parse_times,
+)
+from pipeline.formats.messagetrace import finish_messages
+from pipeline.formats.source import Head, read_csv_frame
+
+MSGTRK_2013 = (
+    "date-time,client-ip,client-hostname,server-ip,server-hostname,source-context,connector-id,"
+    "source,event-id,internal-message-id,message-id,network-message-id,recipient-address,"
+    "recipient-status,total-bytes,recipient-count,related-recipient-address,reference,"
+    "message-subject,sender-address,return-path,message-info,directionality,tenant-id,"
+    "original-client-ip,original-server-ip,custom-data,transport-traffic-type,log-id,"
+    "schema-version"
+).split(",")
+_DROP_2010 = {"network-message-id", "transport-traffic-type", "log-id", "schema-version"}
+MSGTRK_2010 = [f for f in MSGTRK_2013 if f not in _DROP_2010]
+SPAM = r"SFV=(SPM|SKS)"
+
+
+def parse_events(df: pl.DataFrame, ctx: Context, fmt: str) -> Parsed:
+    """Extended historical search or tracking-log events → canonical rows."""
+    times = parse_times(df, ctx, ["datetimeutc", "datetime"])
+    time = pl.coalesce(list(times.values()))
+    rcpts = col(df, "recipientaddress").str.split(";")
+    statuses = col(df, "recipientstatus").str.split(";")
+    df = df.with_columns(
+        time.alias("received_utc"),
+        col(df, "datetimeutc", "datetime").alias("_raw_time"),
+        rcpts.alias("_rcpts"), statuses.alias("_statuses"),
+        rcpts.list.len().alias("_n"),
+        pl.int_ranges(0, rcpts.list.len().fill_null(0)).alias("_ri"),
+    )
+    exploded = df.with_columns(
+        pl.when(pl.col("_rcpts").list.len().fill_null(0) == 0)
+        .then(pl.lit([None], dtype=pl.List(pl.String)))
+        .otherwise(pl.col("_rcpts")).alias("_rcpts"),
+        pl.when(pl.col("_ri").list.len() == 0).then(pl.lit([0], dtype=pl.List(pl.Int64)))
+        .otherwise(pl.col("_ri")).alias("_ri"),
+    ).explode("_rcpts", "_ri")
+    # recipient-status is aligned with recipient-address; when the counts differ, use the first
+    status = pl.when(pl.col("_statuses").list.len() == pl.col("_n")).then(
+        pl.col("_statuses").list.get(pl.col("_ri"), null_on_oob=True)
+    ).otherwise(pl.col("_statuses").list.first())
+    connector = col(df, "connectorid").str.replace(r"^.*\\", "")
+    ev = exploded.select(
+        pl.col("_line"), pl.col("received_utc"), pl.col("_raw_time"),
+        col(df, "eventid").alias("event"),
+        nz.address(col(df, "senderaddress")).alias("sender_address"),
+        nz.address(col(df, "returnpath")).alias("envelope_sender"),
+        nz.address(pl.col("_rcpts")).alias("recipient_address"),
+        nz.blank_to_null(col(df, "messagesubject")).alias("subject"),
+        as_int(col(df, "totalbytes")).alias("size_bytes"),
+        nz.blank_to_null(col(df, "messageid")).alias("message_id"),
+        nz.blank_to_null(col(df, "networkmessageid")).str.to_lowercase()
+        .alias("network_message_id"),
+        nz.blank_to_null(connector).alias("connector"),
+        nz.ip(pl.coalesce(nz.blank_to_null(col(df, "clientip")),
+                          nz.blank_to_null(col(df, "originalclientip")))).alias("client_ip"),
+        nz.ndr_code(status).alias("ndr_code"),
+        col(df, "customdata").str.contains(SPAM).fill_null(False).alias("spam_verdict"),
+        nz.blank_to_null(col(df, "directionality")).alias("direction_hint"),
+        (nz.event_key(col(df, "eventid")).is_in(["receive", "hareceive"])
+         & (nz.event_key(col(df, "source")) != "storedriver")).alias("is_receive"),
+    )
+    bad_time = ev.filter(pl.col("received_utc").is_null() & pl.col("_raw_time").is_not_null())
+    collapsed = events.collapse(ev.filter(pl.col("received_utc").is_not_null()))
+    hint = pl.col("direction_hint")
+    parsed = finish_messages(collapsed.with_columns(pl.lit(None, dtype=pl.String)
+                                                    .alias("_raw_time")),
+                             ctx, fmt, ctx.own_domains, hint)
+    parsed.rows = parsed.rows.drop("direction_hint")
+    parsed.rejects = pl.concat([
+        bad_time.select(pl.col("_line").alias("source_line"),
+                        pl.lit("unparseable or missing timestamp").alias("reason"),
+                        pl.col("_raw_time").str.slice(0, 1000).alias("raw")).unique(),
+        parsed.rejects,
+    ])
+    return parsed
+
+
+def parse_extended(df: pl.DataFrame, ctx: Context) -> Parsed:
+    return parse_events(df, ctx, "historical_search_extended")
+
+
+def parse_enhanced(df: pl.DataFrame, ctx: Context) -> Parsed:
+    """One row per message; `recipient_status` lists `addr##Event, Event;addr##...`."""
+    times = parse_times(df, ctx, ["origintimestamputc", "origintimestamp"])
+    df = df.with_columns(
+        pl.coalesce(list(times.values())).alias("received_utc"),
+        col(df, "origintimestamputc", "origintimestamp").alias("_raw_time"),
+        col(df, "recipientstatus").str.split(";").alias("_r"),
+    ).explode("_r").filter(
+        pl.col("_r").is_null() | (pl.col("_r").str.strip_chars().str.len_chars() > 0)
+    )
+    # split on the last "##": the address part may itself hold quotes or '#'
+    addr = pl.col("_r").str.extract(r"^(.*)##[^#]*$", 1)
+    last_event = pl.col("_r").str.extract(r"##(?:.*,)?\s*([^,#]*)$", 1)
+    status = pl.coalesce(nz.terminal_outcome(last_event), nz.progress_outcome(last_event))
+    out = df.select(
+        pl.col("_line"), pl.col("received_utc"), pl.col("_raw_time"),
+        nz.address(col(df, "senderaddress")).alias("sender_address"),
+        pl.lit(None, dtype=pl.String).alias("envelope_sender"),
+        nz.address(pl.coalesce(addr, pl.col("_r"))).alias("recipient_address"),
+        status.alias("status"),
+        nz.blank_to_null(col(df, "messagesubject")).alias("subject"),
+        as_int(col(df, "totalbytes")).alias("size_bytes"),
+        nz.blank_to_null(col(df, "messageid")).alias("message_id"),
+        nz.blank_to_null(col(df, "networkmessageid")).str.to_lowercase()
+        .alias("network_message_id"),
+        nz.blank_to_null(col(df, "connectorid").str.replace(r"^.*\\", "")).alias("connector"),
+        nz.ip(col(df, "originalclientip")).alias("client_ip"),
+        pl.lit(None, dtype=pl.Boolean).alias("spam_verdict"),
+        col(df, "directionality").alias("_hint"),
+    )
+    parsed = finish_messages(out, ctx, "historical_search_summary", ctx.own_domains,
+                             pl.col("_hint"))
+    parsed.rows = parsed.rows.drop("_hint")
+    return parsed
+
+
+def msgtrk_fields(head: Head, file: str, headerless: str) -> list[str]:
+    """The `#Fields:` line of a tracking log (each file's own), or the configured field set."""
+    for line in head.lines:
+        if line.startswith("#Fields:"):
+            return [f.strip() for f in line[len("#Fields:"):].split(",")]
+        if not line.startswith("#"):
+            break
+    if headerless == "exchange2013":
+        return MSGTRK_2013
+    if headerless == "exchange2010":
+        return MSGTRK_2010
+    raise InputFormatError(
+        file, 1, "message tracking rows without a '#Fields:' header line",
+        "copy the header lines from a MSGTRK*.LOG file of the same server, or pass "
+        "--headerless-msgtrk exchange2013 (30 fields) or exchange2010 (26 fields)",
+    )
+
+
+def read_msgtrk(path: Path, head: Head, ctx: Context) -> Parsed:
+    fields = msgtrk_fields(head, ctx.file, ctx.headerless_msgtrk)
+    from pipeline.normalize import header_key
+
+    df = read_csv_frame(path, head, ctx.file, columns=[header_key(f) for f in fields])
+    return parse_events(df, ctx, "exchange_tracking_log")
+
+
+FORMATS = [
+    TabularFormat("historical_search_summary", "messages",
+                  (any_of("origintimestamputc", "origintimestamp"), any_of("recipientstatus"),
+                   any_of("senderaddress")), parse_enhanced),
+    TabularFormat("historical_search_extended", "messages",
+                  (any_of("datetimeutc", "datetime"), any_of("eventid"),
+                   any_of("recipientaddress"), any_of("messageid")), parse_extended),
+]

@@ -1,0 +1,320 @@
+"""Ingest: find input files, recognise each, parse it, and hand canonical rows to the lake.
+
+One bad file never stops the others: it is copied to `rejected/` with its reason and the run
+goes on. A file whose bytes were ingested before (same tenant, same SHA-256) is skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import polars as pl
+
+from pipeline import formats
+from pipeline.errors import ConfigError, InputFormatError
+from pipeline.formats.common import Context, Parsed
+from pipeline.lake import Lake
+from pipeline.settings import Settings
+
+log = logging.getLogger("relaywatch")
+SLUG = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+
+
+def check_slug(name: str) -> str:
+    if not SLUG.match(name):
+        raise ConfigError(
+            f"{name!r} is not a valid tenant slug: use 1–63 characters of a-z, 0-9, '.', '_' "
+            "or '-', starting with a letter or digit"
+        )
+    return name
+
+
+@dataclass
+class InputFile:
+    path: Path
+    tenant: str
+    display: str
+    problem: str | None = None  # refused before reading (bad folder name, symlink, ...)
+
+
+@dataclass
+class FileResult:
+    display: str
+    tenant: str
+    sha256: str = ""
+    size: int = 0
+    format: str = ""
+    status: str = "ingested"  # ingested | skipped | rejected
+    rows: int = 0
+    rejected_rows: int = 0
+    reason: str = ""
+    seconds: float = 0.0
+    first_event: datetime | None = None
+    last_event: datetime | None = None
+
+    def summary(self) -> str:
+        if self.status == "skipped":
+            return f"{self.display}: skipped, already ingested (sha256 {self.sha256[:12]})"
+        if self.status == "rejected":
+            return f"{self.display}: REJECTED: {self.reason}"
+        return (f"{self.display}: {self.format}, {self.rows:,} rows, "
+                f"{self.rejected_rows:,} rejected rows, {self.seconds:.2f}s")
+
+
+@dataclass
+class IngestReport:
+    files: list[FileResult] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for f in self.files if f.status == status)
+
+    @property
+    def rejected_rows(self) -> int:
+        return sum(f.rejected_rows for f in self.files)
+
+
+# ---------------------------------------------------------------- discovery
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def _walk(folder: Path, root: Path, tenant: str, prefix: str) -> Iterable[InputFile]:
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for d in dirnames:
+            if (Path(dirpath) / d).is_symlink():
+                p = Path(dirpath) / d
+                yield InputFile(p, tenant, f"{prefix}/{p.relative_to(folder)}",
+                                "a symlinked folder; copy the files into the inbox instead")
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            p = Path(dirpath) / name
+            shown = f"{prefix}/{p.relative_to(folder)}"
+            if p.is_symlink() and not _inside(p, root):
+                yield InputFile(p, tenant, shown, "a symlink pointing outside the inbox")
+            elif not p.is_file():
+                yield InputFile(p, tenant, shown, "not a regular file")
+            else:
+                yield InputFile(p, tenant, shown)
+
+
+def discover(paths: Iterable[Path], tenant: str | None) -> list[InputFile]:
+    """Files to ingest: loose files and tenant folders (with --tenant) or inbox folders."""
+    found: list[InputFile] = []
+    for path in paths:
+        if not path.exists() and not path.is_symlink():
+            raise ConfigError(f"{path}: no such file or folder")
+        if tenant:
+            if path.is_dir():
+                found += _walk(path, path, tenant, tenant)
+            else:
+                found.append(InputFile(path, tenant, f"{tenant}/{path.name}"))
+            continue
+        if not path.is_dir():
+            raise ConfigError(f"{path}: a single file needs --tenant SLUG (or put it in "
+                              "<inbox>/<tenant>/ and ingest the inbox)")
+        for child in sorted(path.iterdir()):
+            if child.name.startswith("."):
+                continue
+            if child.is_symlink() and not _inside(child, path):
+                found.append(InputFile(child, "", child.name,
+                                       "a symlink pointing outside the inbox"))
+            elif child.is_dir():
+                if SLUG.match(child.name):
+                    found += _walk(child, path, child.name, child.name)
+                else:
+                    found += [InputFile(f.path, "", f.display,
+                                        f"folder name {child.name!r} is not a valid tenant slug "
+                                        "(a-z, 0-9, '.', '_', '-'; rename the folder)")
+                              for f in _walk(child, path, "", "_unassigned")]
+            else:
+                found.append(InputFile(child, "", child.name,
+                                       "not inside a tenant folder; move it to "
+                                       "<inbox>/<tenant>/"))
+    return found
+
+
+# ---------------------------------------------------------------- ingestion
+
+def file_sha256(path: Path) -> tuple[str, int]:
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+def _own_domains(lake: Lake, tenant: str) -> set[str]:
+    files = list((lake.root / "accepted_domains" / f"tenant={tenant}").glob("*.parquet"))
+    if not files:
+        return set()
+    df = pl.read_parquet(files, columns=["domain_name", "match_subdomains"])
+    return {("*." if sub else "") + d for d, sub in df.drop_nulls("domain_name").iter_rows()} | {
+        d for d in df["domain_name"].drop_nulls()}
+
+
+def _with_source(df: pl.DataFrame, parsed: Parsed, item: InputFile, sha: str) -> pl.DataFrame:
+    return df.with_columns(
+        pl.lit(item.tenant).alias("tenant"),
+        pl.lit(parsed.format).alias("source_format"),
+        pl.lit(item.display).alias("source_file"),
+        pl.lit(sha).alias("source_sha256"),
+    )
+
+
+class Ingestor:
+    """One ingestion batch over a lake (the caller holds the lake lock)."""
+
+    def __init__(self, lake: Lake, settings: Settings,
+                 progress: Callable[[int], None] | None = None) -> None:
+        self.lake = lake
+        self.settings = settings
+        self.progress = progress or (lambda n: None)
+        self.report = IngestReport()
+        self._pending: list[pl.DataFrame] = []
+        self._pending_rows = 0
+        self._unrecorded: list[FileResult] = []
+        self._own: dict[str, set[str]] = {}
+
+    def run(self, items: list[InputFile]) -> IngestReport:
+        done = self.lake.already_ingested()
+        queue: list[tuple[InputFile, formats.Sniffed, str, int]] = []
+        for item in items:
+            res = FileResult(item.display, item.tenant)
+            if item.problem:
+                self._reject(item, res, item.problem)
+                continue
+            try:
+                res.sha256, res.size = file_sha256(item.path)
+            except OSError as exc:
+                self._reject(item, res, f"cannot read the file ({exc.strerror})")
+                continue
+            if (item.tenant, res.sha256) in done:
+                res.status = "skipped"
+                self._finish(res)
+                self.progress(res.size)
+                continue
+            try:
+                sniffed = formats.sniff(item.path, item.display, self.settings.headerless_msgtrk)
+            except InputFormatError as exc:
+                self._reject(item, res, str(exc))
+                continue
+            queue.append((item, sniffed, res.sha256, res.size))
+        queue.sort(key=lambda q: formats.TABLE_ORDER.index(q[1].table))
+        for item, sniffed, sha, size in queue:
+            self._ingest_one(item, sniffed, sha, size)
+        self._flush()
+        self.lake.record(self._manifest_rows(self._unrecorded))
+        return self.report
+
+    def _ingest_one(self, item: InputFile, sniffed: formats.Sniffed, sha: str, size: int) -> None:
+        started = time.monotonic()
+        res = FileResult(item.display, item.tenant, sha, size, sniffed.format)
+        own = self._own.setdefault(item.tenant, _own_domains(self.lake, item.tenant))
+        mtime = datetime.fromtimestamp(item.path.stat().st_mtime, tz=timezone.utc)
+        ctx = Context(item.display, item.tenant, mtime, self.settings.date_order,
+                      tuple(sorted(own)), self.settings.headerless_msgtrk)
+        try:
+            parsed = formats.read(item.path, sniffed, ctx)
+        except InputFormatError as exc:
+            self._reject(item, res, str(exc))
+            return
+        except Exception as exc:  # a parser bug must not stop the other files
+            log.debug("parser failure", exc_info=True)
+            self._reject(item, res, f"could not be parsed ({type(exc).__name__}: {exc})")
+            return
+        own |= set(parsed.own_domains)
+        res.format = parsed.format
+        rows = _with_source(parsed.rows, parsed, item, sha)
+        rejects = _with_source(parsed.rejects, parsed, item, sha)
+        res.rows, res.rejected_rows = rows.height, rejects.height
+        time_col = "received_utc" if "received_utc" in rows.columns else (
+            "creation_utc" if "creation_utc" in rows.columns else None)
+        if time_col and rows.height:
+            res.first_event, res.last_event = rows[time_col].min(), rows[time_col].max()
+        self.lake.write_file_table("rejects", item.tenant, sha, rejects)
+        if parsed.table == "messages":
+            self._pending.append(rows.with_columns(pl.col("received_utc").dt.date().alias("date")))
+            self._pending_rows += rows.height
+        else:
+            self.lake.write_file_table(parsed.table, item.tenant, sha, rows)
+        res.seconds = time.monotonic() - started
+        self._finish(res)
+        self.progress(size)
+        if self._pending_rows >= self.settings.flush_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write pending message rows, then record the files they came from."""
+        if self._pending:
+            self.lake.write_messages(pl.concat(self._pending, how="diagonal_relaxed"))
+            self._pending, self._pending_rows = [], 0
+        self.lake.record(self._manifest_rows(self._unrecorded))
+        self._unrecorded = []
+
+    def _reject(self, item: InputFile, res: FileResult, reason: str) -> None:
+        res.status, res.reason = "rejected", reason
+        if not res.sha256 and item.path.is_file() and not item.path.is_symlink():
+            try:
+                res.sha256, res.size = file_sha256(item.path)
+            except OSError:
+                pass
+        kept = self.lake.keep_rejected(item.path, item.tenant, res.sha256 or "0" * 12, reason)
+        log.debug("kept rejected file as %s", kept)
+        self._finish(res)
+        self.progress(res.size)
+
+    def _finish(self, res: FileResult) -> None:
+        self.report.files.append(res)
+        if res.status != "skipped":
+            self._unrecorded.append(res)
+
+    @staticmethod
+    def _manifest_rows(results: list[FileResult]) -> pl.DataFrame:
+        now = datetime.now(timezone.utc)
+        return pl.DataFrame([{
+            "tenant": r.tenant, "source_sha256": r.sha256 or f"unread:{r.display}",
+            "source_file": r.display,
+            "size_bytes": r.size, "source_format": r.format, "status": r.status,
+            "rows": r.rows, "rejected_rows": r.rejected_rows, "reason": r.reason or None,
+            "first_event_utc": r.first_event, "last_event_utc": r.last_event,
+            "ingested_utc": now, "seconds": r.seconds,
+        } for r in results])
+
+
+def ingest(paths: Iterable[Path], settings: Settings, tenant: str | None = None,
+           progress: Callable[[int], None] | None = None) -> IngestReport:
+    """Ingest files and inbox folders into the lake named by the settings."""
+    if tenant:
+        check_slug(tenant)
+    items = discover(paths, tenant)
+    lake = Lake(settings.lake)
+    with lake.locked():
+        return Ingestor(lake, settings, progress).run(items)
+
+
+def total_bytes(paths: Iterable[Path]) -> int:
+    total = 0
+    for p in paths:
+        if p.is_file():
+            total += p.stat().st_size
+        elif p.is_dir():
+            total += sum(f.stat().st_size for f in p.rglob("*") if f.is_file()
+                         and not f.is_symlink())
+    return total

@@ -1,0 +1,180 @@
+"""The lake: hive-partitioned Parquet, and the only module that writes it.
+
+Every write goes to a hidden temporary file beside its target and is renamed into place, so
+a reader (or a run killed half-way) sees the old file or the new one, never half of one.
+Message partitions (tenant × day) are merged with what they already hold and de-duplicated
+on (message, recipient); other tables get one file per input file, named by its hash, so
+writing the same input again replaces rather than adds. One process writes at a time
+(an advisory lock, released by the kernel if the holder dies).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+from pipeline import schema
+from pipeline.errors import LakeError, LockError
+
+MANIFEST = "ingest_log/manifest.parquet"
+# Columns that identify one row of `messages`; rows sharing them are the same recipient of
+# the same message seen in several exports.
+_MSG_KEY = ("_msg", "recipient_address")
+
+
+class Lake:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    # ------------------------------------------------------------ locking
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+                raise LockError(
+                    f"{self.root}: the lake is in use by {holder}; wait for it to finish "
+                    "(the lock is released automatically when that process ends)"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"relaywatch pid {os.getpid()}\n".encode(), 0)
+            self._sweep_temporaries()
+            yield
+        finally:
+            os.close(fd)
+
+    def _sweep_temporaries(self) -> None:
+        """Remove temporary files a killed run left behind (only ever under the lock)."""
+        for tmp in self.root.rglob(".tmp-*"):
+            tmp.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------ writing
+
+    def _write(self, df: pl.DataFrame, target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".tmp-{os.getpid()}-{target.name}"
+        try:
+            df.write_parquet(tmp, compression="zstd", statistics=True)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise LakeError(f"{target}: cannot write ({exc.strerror})") from None
+
+    def partition_path(self, tenant: str, day: date) -> Path:
+        return self.root / "messages" / f"tenant={tenant}" / f"date={day.isoformat()}" / "data.parquet"
+
+    def write_messages(self, rows: pl.DataFrame) -> dict[tuple[str, date], int]:
+        """Merge canonical message rows into their tenant × day partitions.
+
+        Each touched partition is read, merged with the new rows, de-duplicated and written
+        back once; partitions not touched are not read. Returns rows per partition.
+        """
+        table = schema.MESSAGES
+        rows = table.conform(rows)
+        written: dict[tuple[str, date], int] = {}
+        for (tenant, day), part in rows.partition_by("tenant", "date", as_dict=True).items():
+            path = self.partition_path(str(tenant), day)  # type: ignore[arg-type]
+            part = part.select(table.file_columns())
+            if path.exists():
+                part = pl.concat([pl.read_parquet(path).select(table.file_columns()), part],
+                                 how="vertical_relaxed")
+            part = merge_duplicates(part)
+            self._write(part, path)
+            written[(str(tenant), day)] = part.height  # type: ignore[index]
+        return written
+
+    def write_file_table(self, name: str, tenant: str, sha: str, rows: pl.DataFrame) -> None:
+        """One Parquet file per input file (config snapshots, audit events, rejects)."""
+        table = schema.TABLES[name]
+        target = self.root / name / f"tenant={tenant}" / f"{sha[:32]}.parquet"
+        if rows.height == 0:
+            target.unlink(missing_ok=True)
+            return
+        self._write(table.conform(rows).select(table.file_columns()), target)
+
+    def drop_partitions_before(self, cutoff: date) -> list[Path]:
+        dropped = []
+        for part in sorted((self.root / "messages").glob("tenant=*/date=*")):
+            if date.fromisoformat(part.name.split("=", 1)[1]) < cutoff:
+                shutil.rmtree(part)
+                dropped.append(part)
+        return dropped
+
+    # ------------------------------------------------------------ manifest
+
+    def manifest(self) -> pl.DataFrame:
+        path = self.root / MANIFEST
+        if not path.exists():
+            return pl.DataFrame(schema=schema.INGEST_LOG.schema)
+        return schema.INGEST_LOG.conform(pl.read_parquet(path))
+
+    def record(self, entries: pl.DataFrame) -> None:
+        """Add or replace manifest rows keyed on (tenant, sha256)."""
+        if entries.height == 0:
+            return
+        new = schema.INGEST_LOG.conform(entries)
+        merged = pl.concat([self.manifest(), new]).unique(
+            ["tenant", "source_sha256"], keep="last", maintain_order=True)
+        self._write(merged, self.root / MANIFEST)
+
+    def already_ingested(self) -> set[tuple[str, str]]:
+        m = self.manifest().filter(pl.col("status") == "ingested")
+        return set(m.select("tenant", "source_sha256").iter_rows())
+
+    # ------------------------------------------------------------ rejected files
+
+    def keep_rejected(self, source: Path, tenant: str, sha: str, reason: str) -> Path:
+        """Copy a file that could not be read to rejected/<tenant>/ with a .reason beside it.
+
+        The original stays where it was: ingestion never modifies or deletes raw exports.
+        """
+        safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in source.name)[:120]
+        folder = self.root / "rejected" / (tenant or "_unassigned")
+        target = folder / f"{sha[:12]}-{safe.lstrip('.') or 'file'}"
+        folder.mkdir(parents=True, exist_ok=True)
+        if source.is_file() and not source.is_symlink() and not target.exists():
+            tmp = folder / f".tmp-{os.getpid()}-{target.name}"
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, target)
+        reason_tmp = folder / f".tmp-{os.getpid()}-{target.name}.reason"
+        reason_tmp.write_text(reason + "\n", encoding="utf-8")
+        os.replace(reason_tmp, target.with_name(target.name + ".reason"))
+        return target
+
+
+def merge_duplicates(df: pl.DataFrame) -> pl.DataFrame:
+    """One row per (message, recipient): later rows win, but never with a null.
+
+    The same message often arrives in several exports (overlapping trace windows, a trace
+    and its detail, a trace and a historical search); each contributes the columns it has.
+    """
+    msg = pl.coalesce(
+        pl.col("network_message_id"), pl.col("message_id"),
+        pl.concat_str([pl.col("received_utc").cast(pl.String), pl.col("sender_address"),
+                       pl.col("subject")], separator="|", ignore_nulls=True),
+    )
+    df = df.with_columns(msg.alias("_msg"))
+    dup = df.select(pl.struct(*_MSG_KEY).is_duplicated()).to_series()
+    if not dup.any():
+        return df.drop("_msg").sort("received_utc", maintain_order=True)
+    others = [c for c in df.columns if c not in _MSG_KEY]
+    merged = df.filter(dup).group_by(*_MSG_KEY, maintain_order=True).agg(
+        [pl.col(c).drop_nulls().last() for c in others if c != "received_utc"]
+        + [pl.col("received_utc").min()]
+    )
+    out = pl.concat([df.filter(~dup), merged.select(df.columns)])
+    return out.drop("_msg").sort("received_utc", maintain_order=True)

@@ -1,0 +1,257 @@
+"""Normalisers shared by every format: header names, addresses, domains, timestamps, statuses.
+
+Each is a Polars expression (so large files stay vectorised); the scalar helpers wrap the same
+expression so tests and small callers use exactly the same logic.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import polars as pl
+
+from pipeline.errors import InputFormatError
+
+_HEADER_JUNK = re.compile(r"[\x00-\x1f\ufeff\"' ]")
+_HEADER_SEP = re.compile(r"[-_ ]+")
+
+
+def header_key(name: str) -> str:
+    """`"Sender-Address "` → `senderaddress`: BOM, NUL, quotes, spaces, case and -_ ignored."""
+    cleaned = _HEADER_JUNK.sub("", name.strip().strip("\ufeff\x00\"' "))
+    return _HEADER_SEP.sub("", cleaned).lower()
+
+
+# ---------------------------------------------------------------- addresses and domains
+
+def address(col: pl.Expr) -> pl.Expr:
+    """Trim, take the part inside <...>, drop mailto:/smtp: prefixes, lower-case; '' → null."""
+    s = col.cast(pl.String).str.strip_chars(" \t\r\n\x00")
+    inside = s.str.extract(r"<([^<>]*@[^<>]*)>\s*$", 1)
+    s = pl.coalesce(inside, s)
+    s = s.str.replace(r"^(?i:smtp:|mailto:)", "").str.strip_chars(" <>").str.to_lowercase()
+    s = s.str.strip_chars_end(".")
+    return pl.when(s.str.len_chars() == 0).then(None).otherwise(s)
+
+
+def domain(addr: pl.Expr) -> pl.Expr:
+    """Domain of an (already normalised) address: text after the last @, no trailing dot."""
+    d = addr.str.extract(r"@([^@]*)$", 1).str.strip_chars(" .>\"").str.to_lowercase()
+    return pl.when(d.str.len_chars() == 0).then(None).otherwise(d)
+
+
+def domain_name(col: pl.Expr) -> pl.Expr:
+    """A bare domain name (accepted domains, connector domains): lower-case, no `*.`, no dot."""
+    d = col.cast(pl.String).str.strip_chars(" \t.").str.to_lowercase().str.replace(r"^\*\.", "")
+    return pl.when(d.str.len_chars() == 0).then(None).otherwise(d)
+
+
+def ip(col: pl.Expr) -> pl.Expr:
+    """Client IP without port (`ip:port`, `[v6]:port`) and without IPv6 `%scope`."""
+    s = col.cast(pl.String).str.strip_chars(" \t")
+    s = (
+        pl.when(s.str.contains(r"^\[.*\]:\d+$")).then(s.str.extract(r"^\[(.*)\]:\d+$", 1))
+        .when(s.str.contains(r"^[0-9.]+:\d+$")).then(s.str.extract(r"^([0-9.]+):\d+$", 1))
+        .otherwise(s)
+    )
+    s = s.str.replace(r"%.*$", "").str.to_lowercase()
+    return pl.when(s.str.len_chars() == 0).then(None).otherwise(s)
+
+
+def blank_to_null(col: pl.Expr) -> pl.Expr:
+    s = col.cast(pl.String).str.strip_chars(" \t\r\n\x00")
+    return pl.when(s.str.len_chars() == 0).then(None).otherwise(s)
+
+
+# ---------------------------------------------------------------- timestamps
+
+_ISO = re.compile(r"^\s*\d{4}-\d{2}-\d{2}")
+_CULTURE = re.compile(r"^\s*(\d{1,2})([./-])(\d{1,2})[./-](\d{2,4})\b")
+
+
+def infer_date_order(values: Iterable[str | None], file: str, option: str = "auto") -> str:
+    """Decide the day/month order of culture-formatted dates from a file's own values.
+
+    Returns 'mdy' or 'dmy' ('ymd' when every value is ISO). A value whose first number is over
+    12 proves day-first, a second number over 12 proves month-first; dotted dates
+    (`05.09.2022`) are day-first in every culture that writes them. When nothing decides,
+    raise rather than guess.
+    """
+    if option != "auto":
+        return option
+    day_first = month_first = dotted = culture = False
+    first_ambiguous: str | None = None
+    for v in values:
+        if not v or _ISO.match(v):
+            continue
+        m = _CULTURE.match(v)
+        if not m:
+            continue
+        culture = True
+        a, sep, b = int(m.group(1)), m.group(2), int(m.group(3))
+        dotted |= sep == "."
+        day_first |= a > 12
+        month_first |= b > 12
+        if first_ambiguous is None and a <= 12 and b <= 12:
+            first_ambiguous = v
+    if not culture:
+        return "ymd"
+    if day_first and month_first:
+        raise InputFormatError(
+            file, None, "dates mix day-first and month-first orders",
+            "export again with one culture, or pass --date-order mdy|dmy",
+        )
+    if day_first or (dotted and not month_first):
+        return "dmy"
+    if month_first:
+        return "mdy"
+    raise InputFormatError(
+        file, None,
+        f"dates like {first_ambiguous!r} are ambiguous (day/month order cannot be told from "
+        "this file)",
+        "pass --date-order mdy (e.g. en-US) or --date-order dmy (e.g. en-GB) for this file",
+    )
+
+
+def _culture_formats(order: str) -> list[str]:
+    dm = {"mdy": "%m{s}%d{s}%Y", "dmy": "%d{s}%m{s}%Y"}[order]
+    fmts = []
+    for sep in "/.-":
+        d = dm.format(s=sep)
+        fmts += [f"{d} %I:%M:%S %p", f"{d} %I:%M %p", f"{d} %H:%M:%S%.f", f"{d} %H:%M:%S",
+                 f"{d} %H:%M"]
+    return fmts
+
+
+def timestamp(col: pl.Expr, date_order: str = "ymd") -> pl.Expr:
+    """Parse every timestamp form the exports use into UTC (naive values are UTC).
+
+    ISO 8601 with 0–7 fractional digits, with or without `Z` or an offset;
+    PowerShell 5.1 `/Date(ms)/`; culture forms in the given day/month order.
+    Unparseable values become null (the caller turns them into rejects).
+    """
+    s = col.cast(pl.String).str.strip_chars(" \t\r\n\x00\"")
+    ms = s.str.extract(r"^\\?/Date\((-?\d+)(?:[+-]\d{4})?\)\\?/$", 1).cast(pl.Int64, strict=False)
+    from_ms = pl.from_epoch(ms, time_unit="ms").dt.replace_time_zone("UTC")
+    iso = s.str.replace(r"^(\d{4}-\d{2}-\d{2}) ", "${1}T")
+    has_offset = iso.str.contains(r"(?:Z|[+-]\d{2}:?\d{2})$")
+    naive = iso.str.replace(r"Z$", "")
+    candidates = [
+        pl.when(has_offset & ~iso.str.ends_with("Z")).then(
+            iso.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%z", strict=False, time_unit="us",
+                                time_zone="UTC")),
+        naive.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us")
+        .dt.replace_time_zone("UTC"),
+        naive.str.to_datetime("%Y-%m-%dT%H:%M", strict=False, time_unit="us")
+        .dt.replace_time_zone("UTC"),
+        from_ms.cast(pl.Datetime("us", "UTC")),
+    ]
+    if date_order in ("mdy", "dmy"):
+        upper = s.str.to_uppercase()
+        candidates += [
+            upper.str.to_datetime(f, strict=False, time_unit="us").dt.replace_time_zone("UTC")
+            for f in _culture_formats(date_order)
+        ]
+    return pl.coalesce(candidates)
+
+
+# ---------------------------------------------------------------- statuses and codes
+
+NDR_PATTERN = r"\b([45]\.\d{1,3}\.\d{1,3})\b"
+
+_TRACE_STATUS = {
+    "delivered": "delivered", "expanded": "expanded", "failed": "failed",
+    "filteredasspam": "filtered_as_spam", "gettingstatus": "pending", "none": "none",
+    "pending": "pending", "quarantined": "quarantined", "resolved": "resolved",
+}
+
+# Event names (message trace detail, historical search, tracking logs) → outcome.
+# Terminal events decide a recipient's status; the others only say the message was seen.
+TERMINAL_EVENTS = {
+    "deliver": "delivered", "send": "delivered", "sendexternal": "delivered",
+    "duplicatedeliver": "delivered", "fail": "failed", "drop": "failed", "badmail": "failed",
+    "poisonmessage": "failed", "quarantine": "quarantined", "quarantined": "quarantined",
+}
+PROGRESS_EVENTS = {
+    "defer": "pending", "expand": "expanded", "resolve": "resolved", "resolved": "resolved",
+    "receive": "received", "submit": "received", "transfer": "received",
+    "harecieve": "received", "hareceive": "received",
+}
+
+
+def trace_status(col: pl.Expr) -> pl.Expr:
+    """Message-trace Status (PascalCase or Graph camelCase) → canonical lower-case status."""
+    key = col.cast(pl.String).str.strip_chars().str.to_lowercase().str.replace_all(r"[\s_]", "")
+    return key.replace_strict(_TRACE_STATUS, default=key, return_dtype=pl.String)
+
+
+def event_key(col: pl.Expr) -> pl.Expr:
+    return col.cast(pl.String).str.strip_chars().str.to_lowercase().str.replace_all(r"[\s_]", "")
+
+
+def terminal_outcome(event: pl.Expr) -> pl.Expr:
+    return event_key(event).replace_strict(TERMINAL_EVENTS, default=None, return_dtype=pl.String)
+
+
+def progress_outcome(event: pl.Expr) -> pl.Expr:
+    return event_key(event).replace_strict(PROGRESS_EVENTS, default=None, return_dtype=pl.String)
+
+
+def ndr_code(text: pl.Expr) -> pl.Expr:
+    return text.cast(pl.String).str.extract(NDR_PATTERN, 1)
+
+
+def direction(sender_domain: pl.Expr, recipient_domain: pl.Expr, own: list[str],
+              hint: pl.Expr | None = None) -> pl.Expr:
+    """Direction from the tenant's own domains (and the export's own hint when it has one).
+
+    Mail to an outside recipient is outbound whatever its sender domain: a relay of
+    unregistered-domain mail is exactly what must count as outbound.
+    """
+    own_exact = [d for d in own if not d.startswith("*.")]
+    own_sub = [d[2:] for d in own if d.startswith("*.")]
+
+    def is_own(dom: pl.Expr) -> pl.Expr:
+        e = dom.is_in(own_exact)
+        for sub in own_sub:
+            e = e | (dom == sub) | dom.str.ends_with("." + sub)
+        return e.fill_null(False)
+
+    rcpt_own, send_own = is_own(recipient_domain), is_own(sender_domain)
+    from_domains = (
+        pl.when(rcpt_own & send_own).then(pl.lit("internal"))
+        .when(rcpt_own).then(pl.lit("inbound"))
+        .when(recipient_domain.is_not_null()).then(pl.lit("outbound"))
+        .otherwise(pl.lit("unknown"))
+    )
+    if not own:
+        from_domains = pl.lit("unknown")
+    if hint is None:
+        return from_domains
+    h = hint.cast(pl.String).str.strip_chars().str.to_lowercase()
+    return (
+        pl.when(h.is_in(["incoming", "1"])).then(
+            pl.when(rcpt_own | (len(own) == 0)).then(pl.lit("inbound")).otherwise(from_domains))
+        .when(h.is_in(["originating", "2"])).then(
+            pl.when(rcpt_own).then(pl.lit("internal")).otherwise(pl.lit("outbound")))
+        .otherwise(from_domains)
+    )
+
+
+# ---------------------------------------------------------------- scalar twins
+
+def _one(expr_fn, value):  # type: ignore[no-untyped-def]
+    return pl.select(expr_fn(pl.lit(value, dtype=pl.String))).item()
+
+
+def normalize_address(value: str | None) -> str | None:
+    return _one(address, value)
+
+
+def domain_of(value: str | None) -> str | None:
+    return pl.select(domain(address(pl.lit(value, dtype=pl.String)))).item()
+
+
+def parse_timestamp(value: str | None, date_order: str = "ymd"):  # type: ignore[no-untyped-def]
+    return pl.select(timestamp(pl.lit(value, dtype=pl.String), date_order)).item()

@@ -1,0 +1,243 @@
+"""The canonical schema of every lake table, stated once: names, types and meanings.
+
+docs/data-dictionary.md is generated from this module (`relaywatch schema --markdown`) and a
+test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+UTC_TS = pl.Datetime("us", "UTC")
+STR_LIST = pl.List(pl.String)
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    dtype: pl.DataType
+    meaning: str
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    layout: str
+    meaning: str
+    columns: tuple[Column, ...]
+
+    @property
+    def schema(self) -> pl.Schema:
+        return pl.Schema({c.name: c.dtype for c in self.columns})
+
+    def file_columns(self) -> list[str]:
+        """Columns stored inside the Parquet files (hive partition keys live in the path)."""
+        keys = {p.split("=")[0] for p in self.layout.split("/") if "=" in p}
+        return [c.name for c in self.columns if c.name not in keys]
+
+    def conform(self, df: pl.DataFrame) -> pl.DataFrame:
+        """Add missing columns as nulls, cast, and order columns as documented."""
+        exprs = []
+        for c in self.columns:
+            if c.name in df.columns:
+                exprs.append(pl.col(c.name).cast(c.dtype))
+            else:
+                exprs.append(pl.lit(None, dtype=c.dtype).alias(c.name))
+        return df.select(exprs)
+
+
+def _c(name: str, dtype: pl.DataType, meaning: str) -> Column:
+    return Column(name, dtype, meaning)
+
+
+_SOURCE = (
+    _c("source_format", pl.String, "Recognised export format, e.g. `message_trace_csv`."),
+    _c("source_file", pl.String, "Input file as `<tenant>/<file name>`."),
+    _c("source_sha256", pl.String, "SHA-256 of the input file's bytes."),
+    _c("source_line", pl.Int64, "Line of the input file the row came from (first line = 1)."),
+)
+
+MESSAGES = Table(
+    "messages",
+    "messages/tenant=<slug>/date=<YYYY-MM-DD>/data.parquet",
+    "One row per (message, recipient). Event logs are collapsed to each recipient's outcome; "
+    "rows seen in several exports are merged on (message, recipient).",
+    (
+        _c("tenant", pl.String, "Tenant slug (the inbox folder name)."),
+        _c("date", pl.Date, "UTC day of `received_utc` (partition key)."),
+        _c("received_utc", UTC_TS, "When the service received the message, UTC."),
+        _c("direction", pl.String, "`outbound`, `inbound`, `internal` or `unknown`."),
+        _c("sender_address", pl.String, "Header/trace sender address, lower-case."),
+        _c("sender_domain", pl.String, "Domain of `sender_address`, lower-case."),
+        _c("envelope_sender", pl.String, "Envelope sender (return-path / P1 MAIL FROM), when the export has it."),
+        _c("envelope_domain", pl.String, "Domain of `envelope_sender`."),
+        _c("recipient_address", pl.String, "Recipient address, lower-case."),
+        _c("recipient_domain", pl.String, "Domain of `recipient_address`."),
+        _c("status", pl.String, "delivered, failed, filtered_as_spam, quarantined, pending, expanded, received, resolved or none."),
+        _c("ndr_code", pl.String, "Enhanced status code of a non-delivery, e.g. `5.7.750`."),
+        _c("subject", pl.String, "Message subject (attacker-controlled text)."),
+        _c("size_bytes", pl.Int64, "Message size in bytes."),
+        _c("message_id", pl.String, "Internet Message-ID, with angle brackets as exported."),
+        _c("network_message_id", pl.String, "Exchange network message id (MessageTraceId), lower-case."),
+        _c("connector", pl.String, "Connector the message came through, when known."),
+        _c("client_ip", pl.String, "IP the message was received from (FromIP / original client IP)."),
+        _c("to_ip", pl.String, "IP the message was sent to (ToIP), when known."),
+        _c("spam_verdict", pl.Boolean, "True when the export marks the message as spam."),
+        *_SOURCE,
+    ),
+)
+
+ACCEPTED_DOMAINS = Table(
+    "accepted_domains",
+    "accepted_domains/tenant=<slug>/<sha>.parquet",
+    "Get-AcceptedDomain snapshots, one row per domain per snapshot.",
+    (
+        _c("tenant", pl.String, "Tenant slug."),
+        _c("snapshot_utc", UTC_TS, "When the snapshot was taken (export file's modification time)."),
+        _c("domain_name", pl.String, "Domain, lower-case, without a leading `*.`."),
+        _c("domain_type", pl.String, "Authoritative, InternalRelay or ExternalRelay."),
+        _c("is_default", pl.Boolean, "The tenant's default domain."),
+        _c("match_subdomains", pl.Boolean, "Also covers every subdomain (also true for `*.` names)."),
+        _c("is_initial", pl.Boolean, "The tenant's initial `*.onmicrosoft.com` domain."),
+        _c("when_created_utc", UTC_TS, "WhenCreatedUTC."),
+        _c("when_changed_utc", UTC_TS, "WhenChangedUTC."),
+        *_SOURCE,
+    ),
+)
+
+INBOUND_CONNECTORS = Table(
+    "inbound_connectors",
+    "inbound_connectors/tenant=<slug>/<sha>.parquet",
+    "Get-InboundConnector snapshots, one row per connector per snapshot.",
+    (
+        _c("tenant", pl.String, "Tenant slug."),
+        _c("snapshot_utc", UTC_TS, "When the snapshot was taken (export file's modification time)."),
+        _c("name", pl.String, "Connector name (attacker-controlled text)."),
+        _c("enabled", pl.Boolean, "Enabled."),
+        _c("connector_type", pl.String, "OnPremises or Partner."),
+        _c("connector_source", pl.String, "Default, Migrated, HybridWizard or AdminUI."),
+        _c("sender_ip_addresses", STR_LIST, "SenderIPAddresses (IPs and CIDR ranges)."),
+        _c("sender_domains", STR_LIST, "SenderDomains without `smtp:` and cost, e.g. `*`."),
+        _c("tls_sender_certificate_name", pl.String, "TlsSenderCertificateName."),
+        _c("require_tls", pl.Boolean, "RequireTls."),
+        _c("restrict_domains_to_ip_addresses", pl.Boolean, "RestrictDomainsToIPAddresses."),
+        _c("restrict_domains_to_certificate", pl.Boolean, "RestrictDomainsToCertificate."),
+        _c("cloud_services_mail_enabled", pl.Boolean, "CloudServicesMailEnabled."),
+        _c("treat_messages_as_internal", pl.Boolean, "TreatMessagesAsInternal."),
+        _c("comment", pl.String, "Comment."),
+        _c("when_created_utc", UTC_TS, "WhenCreatedUTC."),
+        _c("when_changed_utc", UTC_TS, "WhenChangedUTC."),
+        *_SOURCE,
+    ),
+)
+
+OUTBOUND_CONNECTORS = Table(
+    "outbound_connectors",
+    "outbound_connectors/tenant=<slug>/<sha>.parquet",
+    "Get-OutboundConnector snapshots, one row per connector per snapshot.",
+    (
+        _c("tenant", pl.String, "Tenant slug."),
+        _c("snapshot_utc", UTC_TS, "When the snapshot was taken (export file's modification time)."),
+        _c("name", pl.String, "Connector name."),
+        _c("enabled", pl.Boolean, "Enabled."),
+        _c("connector_type", pl.String, "OnPremises or Partner."),
+        _c("connector_source", pl.String, "Default, Migrated, HybridWizard or AdminUI."),
+        _c("recipient_domains", STR_LIST, "RecipientDomains."),
+        _c("smart_hosts", STR_LIST, "SmartHosts."),
+        _c("tls_settings", pl.String, "TlsSettings."),
+        _c("use_mx_record", pl.Boolean, "UseMXRecord."),
+        _c("route_all_messages_via_on_premises", pl.Boolean, "RouteAllMessagesViaOnPremises."),
+        _c("all_accepted_domains", pl.Boolean, "AllAcceptedDomains."),
+        _c("comment", pl.String, "Comment."),
+        _c("when_created_utc", UTC_TS, "WhenCreatedUTC."),
+        _c("when_changed_utc", UTC_TS, "WhenChangedUTC."),
+        *_SOURCE,
+    ),
+)
+
+AUDIT_EVENTS = Table(
+    "audit_events",
+    "audit_events/tenant=<slug>/<sha>.parquet",
+    "Unified audit log records (AuditData parsed), de-duplicated on record id within a file.",
+    (
+        _c("tenant", pl.String, "Tenant slug."),
+        _c("record_id", pl.String, "AuditData Id (or RecordId)."),
+        _c("creation_utc", UTC_TS, "AuditData CreationTime, UTC."),
+        _c("record_type", pl.String, "RecordType (1 = ExchangeAdmin)."),
+        _c("workload", pl.String, "Workload, e.g. Exchange."),
+        _c("operation", pl.String, "Operation (cmdlet name), e.g. New-InboundConnector."),
+        _c("user_id", pl.String, "Who did it."),
+        _c("client_ip", pl.String, "From which IP (port removed)."),
+        _c("object_id", pl.String, "Target object, e.g. the connector's name."),
+        _c("result_status", pl.String, "ResultStatus."),
+        _c("organization", pl.String, "OrganizationName."),
+        _c("parameters", pl.String, "Parameters as a JSON object {Name: Value}."),
+        *_SOURCE,
+    ),
+)
+
+REJECTS = Table(
+    "rejects",
+    "rejects/tenant=<slug>/<sha>.parquet",
+    "Input rows that could not be used, with the reason; nothing is dropped silently.",
+    (
+        _c("tenant", pl.String, "Tenant slug."),
+        _c("source_file", pl.String, "Input file as `<tenant>/<file name>`."),
+        _c("source_sha256", pl.String, "SHA-256 of the input file."),
+        _c("source_format", pl.String, "Recognised export format."),
+        _c("source_line", pl.Int64, "Line of the rejected row."),
+        _c("reason", pl.String, "Why the row was rejected."),
+        _c("raw", pl.String, "The offending value(s), cut to 1,000 characters."),
+    ),
+)
+
+INGEST_LOG = Table(
+    "ingest_log",
+    "ingest_log/manifest.parquet",
+    "The manifest: one row per input file and tenant, by content hash.",
+    (
+        _c("tenant", pl.String, "Tenant slug (empty when the folder name was refused)."),
+        _c("source_sha256", pl.String, "SHA-256 of the file's bytes."),
+        _c("source_file", pl.String, "Input file as `<tenant>/<file name>`."),
+        _c("size_bytes", pl.Int64, "File size."),
+        _c("source_format", pl.String, "Recognised format (empty when rejected)."),
+        _c("status", pl.String, "`ingested` or `rejected`."),
+        _c("rows", pl.Int64, "Canonical rows written."),
+        _c("rejected_rows", pl.Int64, "Rows sent to `rejects`."),
+        _c("reason", pl.String, "Why the file was rejected."),
+        _c("first_event_utc", UTC_TS, "Earliest event time in the file."),
+        _c("last_event_utc", UTC_TS, "Latest event time in the file."),
+        _c("ingested_utc", UTC_TS, "When this file was ingested."),
+        _c("seconds", pl.Float64, "Time spent on the file."),
+    ),
+)
+
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in (MESSAGES, ACCEPTED_DOMAINS, INBOUND_CONNECTORS, OUTBOUND_CONNECTORS,
+              AUDIT_EVENTS, REJECTS, INGEST_LOG)
+}
+
+
+def _type_name(dtype: pl.DataType) -> str:
+    if dtype == UTC_TS:
+        return "TIMESTAMP WITH TIME ZONE (UTC)"
+    if dtype == STR_LIST:
+        return "VARCHAR[]"
+    return {pl.String: "VARCHAR", pl.Int64: "BIGINT", pl.Boolean: "BOOLEAN",
+            pl.Date: "DATE", pl.Float64: "DOUBLE"}[dtype]  # type: ignore[index]
+
+
+def markdown() -> str:
+    """The data dictionary as Markdown (docs/data-dictionary.md)."""
+    out = ["# Data dictionary", "",
+           "Generated from `pipeline/schema.py` by `relaywatch schema --markdown`; a test keeps "
+           "it in sync.", ""]
+    for t in TABLES.values():
+        out += [f"## `{t.name}`", "", t.meaning, "", f"Layout: `{t.layout}`", "",
+                "| column | type | meaning |", "|---|---|---|"]
+        out += [f"| `{c.name}` | {_type_name(c.dtype)} | {c.meaning} |" for c in t.columns]
+        out.append("")
+    return "\n".join(out)

@@ -1,0 +1,127 @@
+"""Every real export sample in ../shared/fixtures/real parses with the values SOURCES.md lists."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from pipeline.errors import InputFormatError
+from tests.conftest import parse, real
+
+
+def utc(*a: int) -> datetime:
+    return datetime(*a, tzinfo=timezone.utc)
+
+
+def test_exchange2010_log_has_no_messages_and_does_not_fail() -> None:
+    p = parse(real("msgtrk_exchange2010_beats.log"))
+    assert p.format == "exchange_tracking_log"
+    assert p.rows.height == 0  # two NOTIFYMAPI events without recipient or message id
+    assert p.rejects.height == 0
+
+
+def test_exchange2016_log_gives_one_outbound_message() -> None:
+    p = parse(real("msgtrk_exchange2016_artefacts.log"))
+    assert p.rows.height == 1
+    row = p.rows.row(0, named=True)
+    assert row["received_utc"] == utc(2022, 9, 19, 15, 2, 29, 450000)
+    assert row["recipient_address"] == "user.name4@gmail.com"
+    assert row["recipient_domain"] == "gmail.com"
+    assert row["sender_address"] == row["envelope_sender"] == "user.name1@domain.com"
+    assert row["network_message_id"] == "6a638d20-1e63-493a-80a2-08da9a4ff8da"
+    assert row["message_id"] == "<XXX@domain.com>"
+    assert row["size_bytes"] == 3750222
+    assert row["subject"] == "MAIL SUBJECT"
+    assert row["direction"] == "outbound"  # Originating, to gmail.com
+    assert row["client_ip"] == "fe80::1234:5678:4321:1010"  # %scope dropped
+
+
+def test_headerless_rows_are_refused_with_the_fix() -> None:
+    with pytest.raises(InputFormatError) as exc:
+        parse(real("msgtrk_rows_noheader_elastic.rows"))
+    assert str(exc.value) == (
+        "msgtrk_rows_noheader_elastic.rows:1: message tracking rows without a '#Fields:' header "
+        "line; copy the header lines from a MSGTRK*.LOG file of the same server, or pass "
+        "--headerless-msgtrk exchange2013 (30 fields) or exchange2010 (26 fields)")
+
+
+def test_headerless_rows_parse_with_the_2013_field_set() -> None:
+    p = parse(real("msgtrk_rows_noheader_elastic.rows"), headerless="exchange2013")
+    rows = {r["subject"]: r for r in p.rows.iter_rows(named=True)}
+    assert len(rows) == 4
+    send = rows["ein Titel"]
+    assert send["received_utc"] == utc(2024, 1, 7, 0, 0, 7, 463000)
+    assert send["recipient_address"] == "uwe.musterman@example.com"
+    assert send["message_id"] == "20240107001234.567E6224C8@monitor.example.com"
+    assert send["connector"] == "Intra-Organization SMTP Send Connector"
+    assert send["size_bytes"] == 38663
+    assert send["status"] == "delivered"
+    backup = rows["vzdump backup status (host01.my.domain.com): backup successful"]
+    assert backup["size_bytes"] == 7229
+    assert backup["connector"] == "Default exchange-mail"  # SERVER\ prefix removed
+    assert rows["Undelivered Mail Returned to Sender"]["envelope_sender"] == (
+        "root@host01.my.domain.com")
+
+
+def test_message_trace_ndjson() -> None:
+    p = parse(real("messagetrace_elastic.ndjson"))
+    assert p.format == "message_trace_json"
+    assert p.rows.height == 2
+    by_subject = {r["subject"]: r for r in p.rows.iter_rows(named=True)}
+    r2 = by_subject["testmail 2"]
+    assert r2["received_utc"] == utc(2022, 10, 21, 17, 25, 36, 969376)
+    assert r2["message_id"] == (
+        "<GVAP278MB037586A65EF1FB2F844B0258DA2D9@GVAP278MB0375.CHEP278.PROD.OUTLOOK.COM>")
+    assert r2["client_ip"] == "40.107.23.54" and r2["to_ip"] is None
+    assert r2["size_bytes"] == 22761
+    assert r2["network_message_id"] == "a5e6dc0f-23df-4b20-d240-08dab38944a1"
+    assert by_subject["testmail 1"]["received_utc"] == utc(2022, 10, 21, 17, 25, 30, 600688)
+    assert {r["status"] for r in p.rows.iter_rows(named=True)} == {"delivered"}
+    assert {r["direction"] for r in p.rows.iter_rows(named=True)} == {"inbound"}
+    assert p.own_domains == ("contoso.com",)
+
+
+def test_reporting_web_service_record_without_z_is_utc() -> None:
+    p = parse(real("messagetrace_reporting_ws_elastic.ndjson"))
+    row = p.rows.row(0, named=True)
+    assert row["received_utc"] == utc(2022, 9, 5, 18, 10, 13, 490765)
+    assert row["sender_domain"] == "microsoft.com"
+    assert row["recipient_address"] == "linus@wildsecurity.onmicrosoft.com"
+    assert row["size_bytes"] == 87891
+    assert (row["client_ip"], row["to_ip"]) == ("81.2.69.144", "216.160.83.56")
+    assert row["direction"] == "inbound"
+
+
+def test_management_api_audit_records_dedupe_on_id() -> None:
+    p = parse(real("audit_exchange_admin_elastic.ndjson"))
+    assert p.table == "audit_events"
+    assert p.rows.height == 67  # 100 lines, 33 exact duplicates
+    counts = dict(p.rows.group_by("operation").len().iter_rows())
+    assert counts["Set-Mailbox"] == 47
+    assert counts["Set-TransportConfig"] == 4
+    assert counts["Install-ResourceConfig"] == 1
+    assert p.rows["creation_utc"].min() == utc(2020, 2, 7, 20, 48, 4)
+    assert p.rows["creation_utc"].max() == utc(2020, 2, 10, 7, 37, 24)
+    first = p.rows.row(0, named=True)
+    assert first["record_id"] == "1c7412a6-858d-49ff-3f93-08d7ac0f45bf"
+    assert first["organization"] == "testsiem.onmicrosoft.com"
+    assert p.own_domains == ("testsiem.onmicrosoft.com",)
+
+
+def test_purview_export() -> None:
+    p = parse(real("purview_auditlog_export_huntressctf.csv"))
+    assert p.format == "audit_log_csv"
+    assert p.rows.height == 219 and p.rejects.height == 0
+    types = dict(p.rows.group_by("record_type").len().iter_rows())
+    assert types == {"1": 89, "8": 71, "15": 21, "6": 13, "14": 9, "4": 6, "13": 3, "43": 3,
+                     "56": 3, "36": 1}
+    rules = p.rows.filter(operation="New-InboxRule")
+    assert rules.height == 38
+    assert set(rules["user_id"]) == {"DebraB@M365B132131.OnMicrosoft.com"}
+    assert rules["creation_utc"].min() == utc(2023, 9, 26, 1, 56, 15)
+    assert rules["creation_utc"].max() == utc(2023, 9, 26, 2, 12, 10)
+    assert "185.73.124.135" in set(rules["client_ip"])  # port removed
+    first = p.rows.row(0, named=True)
+    assert first["record_id"] == "538815b7-273a-4a3f-9957-c86897966eec"
+    assert first["source_line"] == 2
