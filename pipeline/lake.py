@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -27,6 +28,20 @@ MANIFEST = "ingest_log/manifest.parquet"
 # Columns that identify one row of `messages`; rows sharing them are the same recipient of
 # the same message seen in several exports.
 _MSG_KEY = ("_msg", "recipient_address")
+
+
+def _fault_point() -> None:
+    """Fault injection for the crash tests: RELAYWATCH_FAULT_AFTER_WRITES=N kills this
+    process with SIGKILL between writing the N-th temporary file and renaming it."""
+    global _WRITES
+    limit = os.environ.get("RELAYWATCH_FAULT_AFTER_WRITES")
+    if limit:
+        _WRITES += 1
+        if _WRITES >= int(limit):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+_WRITES = 0
 
 
 class Lake:
@@ -69,6 +84,7 @@ class Lake:
             df.write_parquet(tmp, compression="zstd", statistics=True)
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
+            _fault_point()
             os.replace(tmp, target)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
@@ -123,12 +139,12 @@ class Lake:
         return schema.INGEST_LOG.conform(pl.read_parquet(path))
 
     def record(self, entries: pl.DataFrame) -> None:
-        """Add or replace manifest rows keyed on (tenant, sha256)."""
+        """Add or replace manifest rows keyed on (tenant, sha256, file)."""
         if entries.height == 0:
             return
         new = schema.INGEST_LOG.conform(entries)
         merged = pl.concat([self.manifest(), new]).unique(
-            ["tenant", "source_sha256"], keep="last", maintain_order=True)
+            ["tenant", "source_sha256", "source_file"], keep="last", maintain_order=True)
         self._write(merged, self.root / MANIFEST)
 
     def already_ingested(self) -> set[tuple[str, str]]:

@@ -83,7 +83,7 @@ def parse_times(df: pl.DataFrame, ctx: Context, columns: list[str]) -> dict[str,
     present = [c for c in columns if c in df.columns]
     values: list[str | None] = []
     for c in present:
-        values += df.get_column(c).drop_nulls().unique().head(5000).to_list()
+        values += df.get_column(c).drop_nulls().unique(maintain_order=True).head(5000).to_list()
     order = nz.infer_date_order(values, ctx.file, ctx.date_order)
     return {c: nz.timestamp(pl.col(c), order) for c in present}
 

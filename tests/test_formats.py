@@ -1,0 +1,159 @@
+"""Formats built from the real Format-List dumps, and broken inputs with their exact errors."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from pipeline.errors import InputFormatError
+from tests.conftest import DATA, SNAPSHOT, parse
+
+
+def utc(*a: int) -> datetime:
+    return datetime(*a, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("name", ["inbound_connector_evotec.json", "inbound_connector_evotec.csv"])
+def test_inbound_connector_json_and_csv_agree(name: str) -> None:
+    p = parse(DATA / name)
+    assert p.table == "inbound_connectors"
+    assert p.rows.height == 1
+    c = p.rows.row(0, named=True)
+    assert c["name"] == "Evotec Support"
+    assert c["enabled"] is True
+    assert c["connector_source"] == "AdminUI"
+    assert c["sender_ip_addresses"] == ["37.59.176.140", "37.59.176.139", "37.59.176.138",
+                                        "37.59.176.137"]
+    assert c["sender_domains"] == ["*"]
+    assert (c["require_tls"], c["restrict_domains_to_ip_addresses"]) == (False, True)
+    assert c["comment"] is None and c["tls_sender_certificate_name"] is None
+    assert c["when_created_utc"] == utc(2017, 2, 1, 18, 7, 24)
+    assert c["when_changed_utc"] == utc(2017, 2, 1, 18, 7, 42)
+    assert c["snapshot_utc"] == SNAPSHOT
+
+
+def test_outbound_connector_single_object_json() -> None:
+    p = parse(DATA / "outbound_connector_evotec.json")
+    c = p.rows.row(0, named=True)
+    assert p.table == "outbound_connectors"
+    assert c["name"] == "Some Works Connector"
+    assert c["connector_type"] == "OnPremises"
+    assert c["recipient_domains"] == ["evotec.pl"] and c["smart_hosts"] == ["poczta.evotec.pl"]
+    assert c["tls_settings"] == "CertificateValidation"
+    assert c["use_mx_record"] is False
+    assert c["when_created_utc"] == utc(2019, 3, 15, 1, 31, 6)
+
+
+def test_accepted_domains_json_objects_wildcards_and_subdomains() -> None:
+    p = parse(DATA / "accepted_domain_evotec.json")
+    rows = {r["domain_name"]: r for r in p.rows.iter_rows(named=True)}
+    assert set(rows) == {"evotecpoland.onmicrosoft.com", "evotec.xyz", "evotec.pl"}
+    assert rows["evotecpoland.onmicrosoft.com"]["is_initial"] is True
+    assert rows["evotecpoland.onmicrosoft.com"]["when_created_utc"] == utc(2015, 10, 14, 13, 22, 40)
+    assert rows["evotec.xyz"]["match_subdomains"] is True  # '*.' prefix
+    assert rows["evotec.pl"]["match_subdomains"] is True and rows["evotec.pl"]["is_default"]
+    assert set(p.own_domains) >= {"*.evotec.pl", "*.evotec.xyz", "evotecpoland.onmicrosoft.com"}
+
+
+def test_accepted_domains_csv_with_us_dates() -> None:
+    p = parse(DATA / "accepted_domain.csv")
+    assert p.rows.filter(domain_name="evotec.pl")["when_created_utc"][0] == utc(2016, 3, 5, 9)
+
+
+def test_message_trace_ps51_csv_with_type_line_and_culture_dates() -> None:
+    p = parse(DATA / "messagetrace_ps51.csv")
+    assert p.format == "message_trace_ps51"
+    assert p.rows.height == 2
+    first, spam = p.rows.sort("received_utc").iter_rows(named=True)
+    assert first["received_utc"] == utc(2022, 9, 5, 18, 10, 13)  # 9/5 is September: 9/13 decides
+    assert first["sender_address"] == "alice@contoso.com" and first["sender_domain"] == "contoso.com"
+    assert first["network_message_id"] == "3a1f0000-0000-0000-0000-000000000001"  # lower-cased
+    assert first["direction"] == "outbound" and first["to_ip"] == "104.47.1.1"
+    assert spam["status"] == "filtered_as_spam" and spam["spam_verdict"] is True
+    assert spam["direction"] == "outbound"  # unregistered sender, external recipient: relayed
+    assert p.rejects.to_dicts() == [
+        {"source_line": 5, "reason": "unparseable or missing timestamp", "raw": "not a date"}]
+
+
+def test_message_trace_detail_collapses_to_recipient_outcomes() -> None:
+    p = parse(DATA / "messagetrace_detail.csv")
+    rows = {r["recipient_address"]: r for r in p.rows.iter_rows(named=True)}
+    assert rows["x1@gmail.com"]["status"] == "failed"
+    assert rows["x1@gmail.com"]["ndr_code"] == "5.7.750"
+    assert rows["x1@gmail.com"]["received_utc"] == utc(2026, 11, 27, 6, 1, 0, 123456)
+    assert rows["x2@yahoo.com"]["status"] == "delivered" and rows["x2@yahoo.com"]["ndr_code"] is None
+    assert {r["direction"] for r in rows.values()} == {"outbound"}
+
+
+def test_historical_summary_utf16_without_bom() -> None:
+    p = parse(DATA / "historical_summary_tostka.csv")
+    assert p.format == "historical_search_summary"
+    rows = p.rows.sort("recipient_address").to_dicts()
+    assert [r["recipient_address"] for r in rows] == [
+        '"fname lname<fname.lname"@domain.com', "fname.lname@domain.com"]
+    assert [r["status"] for r in rows] == ["failed", "delivered"]
+    r = rows[1]
+    assert r["received_utc"] == utc(2021, 3, 23, 10, 0, 9, 328489)
+    assert r["subject"] == "AW: Fwd: SOME SUBJECT 123456 22-03-2021"
+    assert r["size_bytes"] == 49790
+    assert r["connector"] == "To_DefaultOpportunisticTLS"
+    assert r["client_ip"] == "123.456.789.012"  # kept as exported, even if invalid
+    assert r["direction"] == "outbound"  # Originating
+
+
+def test_historical_extended_events_and_spam_verdict() -> None:
+    p = parse(DATA / "historical_extended_tostka.csv")
+    assert p.format == "historical_search_extended"
+    r = p.rows.row(0, named=True)
+    assert p.rows.height == 1
+    assert r["received_utc"] == utc(2021, 11, 23, 19, 49, 36, 900000)  # the RECEIVE event
+    assert r["network_message_id"] == "f955f718-d5ff-40a7-137f-08d9aeba6116"
+    assert r["status"] == "filtered_as_spam"  # delivered, but SFV=SPM
+    assert r["connector"] == "Contoso On-Prem" and r["client_ip"] == "40.107.1.2"
+    assert r["envelope_sender"] == "sender@domain.com"
+
+
+def test_cp1252_bytes_are_read_not_rejected() -> None:
+    p = parse(DATA / "messagetrace_cp1252.csv")
+    assert p.rows["subject"][0] == "Grüße aus München"
+
+
+BROKEN = {
+    "empty.csv": "empty.csv: the file is empty; export it again",
+    "unknown_header.csv": "unknown_header.csv:1: unknown columns Foo, Bar, Baz; expected a "
+    "message trace, trace detail, historical search report, tracking log, accepted domain, "
+    "connector or audit log export (see docs/formats.md)",
+    "historical_summary_truncated.csv": "historical_summary_truncated.csv: the file ends in the "
+    "middle of a utf-16-le character (truncated download); download or export the file again",
+    "messagetrace_ambiguous_dates.csv": "messagetrace_ambiguous_dates.csv: dates like "
+    "'05/09/2022 18:10:13' are ambiguous (day/month order cannot be told from this file); "
+    "pass --date-order mdy (e.g. en-US) or --date-order dmy (e.g. en-GB) for this file",
+    "inbound_connector_typenames.csv": "inbound_connector_typenames.csv:2: column "
+    "'senderipaddresses' holds the PowerShell type name 'System.Collections.ArrayList' instead "
+    "of values; export multi-valued properties with @{n='senderipaddresses';e={$_."
+    "senderipaddresses -join ';'}} in Select-Object, or use ConvertTo-Json -Depth 5 instead of "
+    "Export-Csv",
+}
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_broken_inputs_give_their_message(name: str) -> None:
+    with pytest.raises(InputFormatError) as exc:
+        parse(DATA / name)
+    assert str(exc.value) == BROKEN[name]
+
+
+def test_ambiguous_dates_parse_with_an_explicit_order() -> None:
+    p = parse(DATA / "messagetrace_ambiguous_dates.csv", date_order="dmy")
+    assert sorted(p.rows["received_utc"].dt.date().to_list()) == [
+        datetime(2022, 9, 5).date(), datetime(2022, 9, 6).date()]
+
+
+def test_csv_cut_inside_a_quoted_field_is_rejected_whole() -> None:
+    with pytest.raises(InputFormatError) as exc:
+        parse(DATA / "truncated_quote.csv")
+    assert str(exc.value) == (
+        "truncated_quote.csv: not readable as CSV (could not parse `\"bob@fab` as dtype `str` "
+        "at column 'RecipientAddress' (column number 5)); check that the file is a complete "
+        "CSV export")

@@ -1,0 +1,165 @@
+"""Ingestion into the lake: idempotency, merging, isolation of tenants, rejects, crashes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from pipeline.errors import ConfigError, LockError
+from pipeline.ingest import ingest
+from pipeline.lake import Lake
+from pipeline.settings import Settings
+from tests.conftest import DATA, ROOT
+
+
+def lake_digest(lake: Path) -> dict[str, str]:
+    """Content of every table, independent of file layout: table → hash of its sorted rows."""
+    out = {}
+    for table in ("messages", "accepted_domains", "inbound_connectors", "audit_events",
+                  "rejects"):
+        files = sorted((lake / table).rglob("*.parquet"))
+        if not files:
+            continue
+        df = pl.read_parquet(files, hive_partitioning=True)
+        df = df.sort([c for c, t in df.schema.items() if not t.is_nested()])
+        out[table] = hashlib.sha256(df.write_ndjson().encode()).hexdigest()
+    return out
+
+
+def tree_bytes(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".lock"}
+
+
+@pytest.fixture()
+def inbox(tmp_path: Path) -> Path:
+    from pipeline import generate
+
+    spec = generate.Spec(days=8, per_day=12, extra_tenants=1, extra_per_day=10)
+    generate.write_inbox(tmp_path / "inbox", spec)
+    return tmp_path / "inbox"
+
+
+def test_ingest_twice_is_a_no_op_that_says_so(inbox: Path, tmp_path: Path) -> None:
+    s = Settings(lake=tmp_path / "lake")
+    first = ingest([inbox], s)
+    assert first.count("rejected") == 0 and first.count("ingested") == len(first.files)
+    before = tree_bytes(tmp_path / "lake" / "messages")
+    second = ingest([inbox], s)
+    assert second.count("skipped") == len(second.files) == len(first.files)
+    assert "skipped, already ingested" in second.files[0].summary()
+    assert tree_bytes(tmp_path / "lake" / "messages") == before
+
+
+def test_rows_seen_in_two_exports_are_merged(tmp_path: Path) -> None:
+    s = Settings(lake=tmp_path / "lake")
+    ingest([DATA / "messagetrace_ps51.csv"], s, tenant="contoso")
+    overlap = tmp_path / "overlap.json"
+    overlap.write_text(
+        '{"Received":"2022-09-05T18:10:13.5Z","SenderAddress":"alice@contoso.com",'
+        '"RecipientAddress":"bob@fabrikam.com","Status":"Failed","MessageTraceId":'
+        '"3A1F0000-0000-0000-0000-000000000001","MessageId":"<a1@contoso.com>"}\n'
+        '{"Received":"2022-09-05T19:00:00Z","SenderAddress":"alice@contoso.com",'
+        '"RecipientAddress":"eve@fabrikam.com","Status":"Delivered","MessageTraceId":'
+        '"3a1f0000-0000-0000-0000-000000000009"}\n')
+    ingest([overlap], s, tenant="contoso")
+    rows = duckdb.sql(
+        f"SELECT recipient_address, status, subject, size_bytes, received_utc::VARCHAR AS t "
+        f"FROM read_parquet('{tmp_path}/lake/messages/*/*/*.parquet', hive_partitioning=1) "
+        "ORDER BY 1").fetchall()
+    assert rows == [
+        ("bob@fabrikam.com", "failed", "Hello", 12345, "2022-09-05 18:10:13+00"),  # merged
+        ("eve@fabrikam.com", "delivered", None, None, "2022-09-05 19:00:00+00"),
+        ("victim@gmail.com", "filtered_as_spam", "Cheap ?? meds", 999, "2022-09-13 01:02:03+00"),
+    ]
+
+
+def test_rerun_of_one_tenant_leaves_other_tenants_untouched(inbox: Path, tmp_path: Path) -> None:
+    s = Settings(lake=tmp_path / "lake")
+    ingest([inbox], s)
+    others = {t: tree_bytes(tmp_path / "lake" / "messages" / f"tenant={t}")
+              for t in ("fabrikam", "t000")}
+    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "lake/messages/tenant=fabrikam")
+              .rglob("*.parquet")}
+    extra = tmp_path / "more.json"
+    extra.write_text('{"Received":"2026-11-27T10:00:00Z","SenderAddress":"a@contoso.com",'
+                     '"RecipientAddress":"b@x.com","Status":"Delivered","MessageTraceId":'
+                     '"00000000-0000-0000-0000-0000000000ff"}')
+    ingest([extra], s, tenant="contoso")
+    for t, before in others.items():
+        assert tree_bytes(tmp_path / "lake" / "messages" / f"tenant={t}") == before
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+
+
+def test_bad_files_are_kept_with_reasons_and_the_rest_goes_on(inbox: Path, tmp_path: Path) -> None:
+    shutil.copy(DATA / "unknown_header.csv", inbox / "contoso" / "notes.csv")
+    shutil.copy(DATA / "historical_summary_truncated.csv", inbox / "contoso" / "cut.csv")
+    (inbox / "contoso" / "zero.csv").write_bytes(b"")
+    (inbox / "Bad Tenant").mkdir()
+    (inbox / "Bad Tenant" / "x.csv").write_text("a,b\n")
+    (inbox / "loose.csv").write_text("a,b\n")
+    outside = tmp_path / "secret.txt"
+    outside.write_text("do not read")
+    (inbox / "fabrikam" / "link.csv").symlink_to(outside)
+    originals = tree_bytes(inbox)
+
+    report = ingest([inbox], Settings(lake=tmp_path / "lake"))
+    rejected = {f.display: f.reason for f in report.files if f.status == "rejected"}
+    assert set(rejected) == {"contoso/notes.csv", "contoso/cut.csv", "contoso/zero.csv",
+                             "_unassigned/x.csv", "loose.csv", "fabrikam/link.csv"}
+    assert rejected["fabrikam/link.csv"] == "a symlink pointing outside the inbox"
+    assert rejected["_unassigned/x.csv"].startswith("folder name 'Bad Tenant' is not a valid")
+    assert report.count("ingested") > 10
+    assert tree_bytes(inbox) == originals  # raw exports never modified
+    kept = tmp_path / "lake" / "rejected"
+    reasons = sorted(p.read_text() for p in kept.rglob("*.reason"))
+    assert len(reasons) == 6
+    assert any("unknown columns" in r for r in reasons)
+    assert not any("do not read" in p.read_text(errors="replace")
+                   for p in kept.rglob("*") if p.is_file())
+    manifest = Lake(tmp_path / "lake").manifest()
+    assert manifest.filter(pl.col("status") == "rejected").height == 6
+
+
+def test_unsafe_tenant_option_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="'../x' is not a valid tenant slug"):
+        ingest([DATA / "messagetrace_ps51.csv"], Settings(lake=tmp_path / "lake"), tenant="../x")
+
+
+def test_second_writer_is_refused_while_the_lake_is_locked(tmp_path: Path) -> None:
+    lake = Lake(tmp_path / "lake")
+    with lake.locked():
+        with pytest.raises(LockError, match="the lake is in use by relaywatch pid"):
+            ingest([DATA / "messagetrace_ps51.csv"], Settings(lake=tmp_path / "lake"),
+                   tenant="contoso")
+    ingest([DATA / "messagetrace_ps51.csv"], Settings(lake=tmp_path / "lake"), tenant="contoso")
+
+
+@pytest.mark.parametrize("kill_after", [1, 9, 25, 60])
+def test_killed_during_a_write_a_rerun_completes_the_lake(inbox: Path, tmp_path: Path,
+                                                          kill_after: int) -> None:
+    clean = tmp_path / "clean"
+    ingest([inbox], Settings(lake=clean))
+    lake = tmp_path / "lake"
+    cmd = [sys.executable, "-m", "pipeline", "-q", "ingest", str(inbox), "--lake", str(lake)]
+    env = {**os.environ, "RELAYWATCH_FAULT_AFTER_WRITES": str(kill_after),
+           "RELAYWATCH_FLUSH_ROWS": "1000", "PYTHONPATH": str(ROOT)}
+    killed = subprocess.run(cmd, env=env, capture_output=True)
+    assert killed.returncode == -9
+    # the lake is readable as it is: no half-written Parquet is visible
+    for f in lake.rglob("*.parquet"):
+        pl.read_parquet(f)
+    assert any(p.name.startswith(".tmp-") for p in lake.rglob("*"))
+    env.pop("RELAYWATCH_FAULT_AFTER_WRITES")
+    rerun = subprocess.run(cmd, env=env, capture_output=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert not any(p.name.startswith(".tmp-") for p in lake.rglob("*"))
+    assert lake_digest(lake) == lake_digest(clean)
