@@ -173,6 +173,11 @@ def write_inbox(inbox: Path, spec: Spec) -> list[tuple[Path, int]]:
         written.append((path, n))
 
     created = _at(spec.end - timedelta(days=700), 9)
+
+    def write_domains(t: Tenant, d: Path) -> None:
+        p = d / "accepted_domains.json"
+        exports.accepted_domains_json(p, _domains(t, created))
+        out(p, 2)
     if spec.stories:
         # contoso: compromised three days ago, blocked since yesterday morning
         t = Tenant("contoso", "contoso.com", random.Random(rng.random()), spec.per_day)
@@ -196,9 +201,7 @@ def write_inbox(inbox: Path, spec: Spec) -> list[tuple[Path, int]]:
         p = d / "messagetrace_detail_ndr.csv"
         exports.message_trace_detail_csv(p, _detail_events(failed), t.org)
         out(p, len(failed) * 2)
-        p = d / "accepted_domains.json"
-        exports.accepted_domains_json(p, _domains(t, created))
-        out(p, 2)
+        write_domains(t, d)
         connectors = [
             {"name": "Contoso On-Premises", "connector_type": "OnPremises",
              "sender_ip_addresses": ["203.0.113.10", "203.0.113.11"],
@@ -242,9 +245,7 @@ def write_inbox(inbox: Path, spec: Spec) -> list[tuple[Path, int]]:
             p = d / f"trace_{week[0]:%Y-%m-%d}.json"
             exports.message_trace_json(p, rows, t.org, "ndjson")
             out(p, len(rows))
-        p = d / "accepted_domains.json"
-        exports.accepted_domains_json(p, _domains(t, created))
-        out(p, 2)
+        write_domains(t, d)
         p = d / "inbound_connectors.csv"
         exports.inbound_connectors_csv(p, [
             {"name": "Fabrikam Hybrid", "sender_ip_addresses": ["192.0.2.25"],
@@ -274,9 +275,7 @@ def write_inbox(inbox: Path, spec: Spec) -> list[tuple[Path, int]]:
             p = d / f"trace_{week[0]:%Y%m%d}.csv"
             exports.message_trace_csv(p, rows, t.org, "ps7", "gb")
             out(p, len(rows))
-        p = d / "accepted_domains.json"
-        exports.accepted_domains_json(p, _domains(t, created))
-        out(p, 2)
+        write_domains(t, d)
 
         # tailspin: hybrid, on-premises tracking logs, subdomains covered by MatchSubDomains
         t = Tenant("tailspin", "tailspin.com", random.Random(rng.random()), spec.per_day)
@@ -325,9 +324,7 @@ def write_inbox(inbox: Path, spec: Spec) -> list[tuple[Path, int]]:
             p = d / f"trace_{week[0]:%Y%m%d}.json"
             exports.message_trace_json(p, rows, t.org, "ps51")
             out(p, len(rows))
-        p = d / "accepted_domains.json"
-        exports.accepted_domains_json(p, _domains(t, created))
-        out(p, 2)
+        write_domains(t, d)
 
         # adatum: exports stopped six days ago
         t = Tenant("adatum", "adatum.com", random.Random(rng.random()), spec.per_day)
@@ -337,9 +334,7 @@ def write_inbox(inbox: Path, spec: Spec) -> list[tuple[Path, int]]:
         p = d / "historical_search_report.csv"
         exports.historical_summary(p, rows, "utf-16-le-bom")
         out(p, len(rows))
-        p = d / "accepted_domains.json"
-        exports.accepted_domains_json(p, _domains(t, created))
-        out(p, 2)
+        write_domains(t, d)
 
     for i in range(spec.extra_tenants):
         t = Tenant(f"t{i:03d}", f"tenant{i:03d}.example", random.Random(rng.random()),
@@ -351,7 +346,5 @@ def write_inbox(inbox: Path, spec: Spec) -> list[tuple[Path, int]]:
             p = d / f"trace_{week[0]:%Y%m%d}.csv"
             exports.message_trace_csv(p, rows, t.org, "ps7", "iso")
             out(p, len(rows))
-        p = d / "accepted_domains.json"
-        exports.accepted_domains_json(p, _domains(t, created))
-        out(p, 2)
+        write_domains(t, d)
     return written

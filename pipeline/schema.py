@@ -107,17 +107,27 @@ ACCEPTED_DOMAINS = Table(
     ),
 )
 
+_CONNECTOR_HEAD = (
+    _c("tenant", pl.String, "Tenant slug."),
+    _c("snapshot_utc", UTC_TS, "When the snapshot was taken (export file's modification time)."),
+    _c("name", pl.String, "Connector name (attacker-controlled text)."),
+    _c("enabled", pl.Boolean, "Enabled."),
+    _c("connector_type", pl.String, "OnPremises or Partner."),
+    _c("connector_source", pl.String, "Default, Migrated, HybridWizard or AdminUI."),
+)
+_CONNECTOR_TAIL = (
+    _c("comment", pl.String, "Comment."),
+    _c("when_created_utc", UTC_TS, "WhenCreatedUTC."),
+    _c("when_changed_utc", UTC_TS, "WhenChangedUTC."),
+    *_SOURCE,
+)
+
 INBOUND_CONNECTORS = Table(
     "inbound_connectors",
     "inbound_connectors/tenant=<slug>/<sha>.parquet",
     "Get-InboundConnector snapshots, one row per connector per snapshot.",
     (
-        _c("tenant", pl.String, "Tenant slug."),
-        _c("snapshot_utc", UTC_TS, "When the snapshot was taken (export file's modification time)."),
-        _c("name", pl.String, "Connector name (attacker-controlled text)."),
-        _c("enabled", pl.Boolean, "Enabled."),
-        _c("connector_type", pl.String, "OnPremises or Partner."),
-        _c("connector_source", pl.String, "Default, Migrated, HybridWizard or AdminUI."),
+        *_CONNECTOR_HEAD,
         _c("sender_ip_addresses", STR_LIST, "SenderIPAddresses (IPs and CIDR ranges)."),
         _c("sender_domains", STR_LIST, "SenderDomains without `smtp:` and cost, e.g. `*`."),
         _c("tls_sender_certificate_name", pl.String, "TlsSenderCertificateName."),
@@ -126,10 +136,7 @@ INBOUND_CONNECTORS = Table(
         _c("restrict_domains_to_certificate", pl.Boolean, "RestrictDomainsToCertificate."),
         _c("cloud_services_mail_enabled", pl.Boolean, "CloudServicesMailEnabled."),
         _c("treat_messages_as_internal", pl.Boolean, "TreatMessagesAsInternal."),
-        _c("comment", pl.String, "Comment."),
-        _c("when_created_utc", UTC_TS, "WhenCreatedUTC."),
-        _c("when_changed_utc", UTC_TS, "WhenChangedUTC."),
-        *_SOURCE,
+        *_CONNECTOR_TAIL,
     ),
 )
 
@@ -138,22 +145,14 @@ OUTBOUND_CONNECTORS = Table(
     "outbound_connectors/tenant=<slug>/<sha>.parquet",
     "Get-OutboundConnector snapshots, one row per connector per snapshot.",
     (
-        _c("tenant", pl.String, "Tenant slug."),
-        _c("snapshot_utc", UTC_TS, "When the snapshot was taken (export file's modification time)."),
-        _c("name", pl.String, "Connector name."),
-        _c("enabled", pl.Boolean, "Enabled."),
-        _c("connector_type", pl.String, "OnPremises or Partner."),
-        _c("connector_source", pl.String, "Default, Migrated, HybridWizard or AdminUI."),
+        *_CONNECTOR_HEAD,
         _c("recipient_domains", STR_LIST, "RecipientDomains."),
         _c("smart_hosts", STR_LIST, "SmartHosts."),
         _c("tls_settings", pl.String, "TlsSettings."),
         _c("use_mx_record", pl.Boolean, "UseMXRecord."),
         _c("route_all_messages_via_on_premises", pl.Boolean, "RouteAllMessagesViaOnPremises."),
         _c("all_accepted_domains", pl.Boolean, "AllAcceptedDomains."),
-        _c("comment", pl.String, "Comment."),
-        _c("when_created_utc", UTC_TS, "WhenCreatedUTC."),
-        _c("when_changed_utc", UTC_TS, "WhenChangedUTC."),
-        *_SOURCE,
+        *_CONNECTOR_TAIL,
     ),
 )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 import uuid
 from datetime import datetime, timezone
+from collections.abc import Callable
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -38,10 +39,18 @@ KEYS = ["received_utc", "sender_address", "recipient_address", "subject", "statu
         "size_bytes", "network_message_id"]
 
 
-def check(rows: list[dict], path: Path, **kw: object) -> None:
+def add_message_ids(rows: list[dict]) -> None:
     for r in rows:
         r["message_id"] = f"<{uuid.UUID(r['network_message_id']).hex}@x.example>"
-    parsed = parse(path, date_order="auto" if "order" not in kw else str(kw["order"]))
+
+
+def check(rows: list[dict], write: Callable[[Path], None], order: str = "auto") -> None:
+    """Write the rows with `write`, parse the file back, and compare."""
+    add_message_ids(rows)
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "export"
+        write(path)
+        parsed = parse(path, date_order=order)
     got = sorted(parsed.rows.select(KEYS).to_dicts(), key=lambda r: r["network_message_id"])
     want = sorted(({k: r[k] for k in KEYS} for r in rows), key=lambda r: r["network_message_id"])
     assert got == want
@@ -55,35 +64,20 @@ SETTINGS = settings(max_examples=25, deadline=None,
 @SETTINGS
 @given(rows_strategy(subject), st.sampled_from(["ps51", "ps7"]), st.sampled_from(["us", "gb", "iso"]))
 def test_message_trace_csv(rows: list[dict], dialect: str, style: str) -> None:
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "t.csv"
-        for r in rows:
-            r["message_id"] = f"<{uuid.UUID(r['network_message_id']).hex}@x.example>"
-        exports.message_trace_csv(path, rows, "c.onmicrosoft.com", dialect, style)
-        order = {"us": "mdy", "gb": "dmy"}.get(style, "auto")
-        check(rows, path, order=order)
+    check(rows, lambda p: exports.message_trace_csv(p, rows, "c.onmicrosoft.com", dialect, style),
+          {"us": "mdy", "gb": "dmy"}.get(style, "auto"))
 
 
 @SETTINGS
 @given(rows_strategy(unicode_subject), st.sampled_from(["ps51", "ps7", "ndjson"]))
 def test_message_trace_json(rows: list[dict], style: str) -> None:
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "t.json"
-        for r in rows:
-            r["message_id"] = f"<{uuid.UUID(r['network_message_id']).hex}@x.example>"
-        exports.message_trace_json(path, rows, "c.onmicrosoft.com", style)
-        check(rows, path)
+    check(rows, lambda p: exports.message_trace_json(p, rows, "c.onmicrosoft.com", style))
 
 
 @SETTINGS
 @given(rows_strategy(unicode_subject), st.sampled_from(["utf-16-le", "utf-16-le-bom", "utf-8"]))
 def test_historical_summary(rows: list[dict], encoding: str) -> None:
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "h.csv"
-        for r in rows:
-            r["message_id"] = f"<{uuid.UUID(r['network_message_id']).hex}@x.example>"
-        exports.historical_summary(path, rows, encoding)
-        check(rows, path)
+    check(rows, lambda p: exports.historical_summary(p, rows, encoding))
 
 
 @SETTINGS
@@ -94,8 +88,8 @@ def test_tracking_log(rows: list[dict], version: str) -> None:
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "MSGTRK.LOG"
         events = []
+        add_message_ids(rows)
         for r in rows:
-            r["message_id"] = f"<{uuid.UUID(r['network_message_id']).hex}@x.example>"
             f = {"message-id": r["message_id"], "network-message-id": r["network_message_id"],
                  "recipient-address": r["recipient_address"], "total-bytes": r["size_bytes"],
                  "message-subject": r["subject"], "sender-address": r["sender_address"],

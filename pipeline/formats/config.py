@@ -68,15 +68,22 @@ def parse_accepted(df: pl.DataFrame, ctx: Context) -> Parsed:
     return _finish(df, out, ctx, "accepted_domains", "accepted_domains", "domain_name", own)
 
 
+def _connector_columns(df: pl.DataFrame) -> list[pl.Expr]:
+    """Columns inbound and outbound connectors share."""
+    return [
+        nz.blank_to_null(col(df, "name", "identity")).alias("name"),
+        as_bool(col(df, "enabled")).alias("enabled"),
+        nz.blank_to_null(col(df, "connectortype")).alias("connector_type"),
+        nz.blank_to_null(col(df, "connectorsource")).alias("connector_source"),
+    ]
+
+
 def parse_inbound(df: pl.DataFrame, ctx: Context) -> Parsed:
     check_type_names(df, ctx)
     created, changed = _times(df, ctx)
     out = df.select(
         pl.col("_line"),
-        nz.blank_to_null(col(df, "name", "identity")).alias("name"),
-        as_bool(col(df, "enabled")).alias("enabled"),
-        nz.blank_to_null(col(df, "connectortype")).alias("connector_type"),
-        nz.blank_to_null(col(df, "connectorsource")).alias("connector_source"),
+        *_connector_columns(df),
         as_list(col(df, "senderipaddresses")).alias("sender_ip_addresses"),
         sender_domain_list(col(df, "senderdomains")).alias("sender_domains"),
         nz.blank_to_null(col(df, "tlssendercertificatename"))
@@ -99,10 +106,7 @@ def parse_outbound(df: pl.DataFrame, ctx: Context) -> Parsed:
     created, changed = _times(df, ctx)
     out = df.select(
         pl.col("_line"),
-        nz.blank_to_null(col(df, "name", "identity")).alias("name"),
-        as_bool(col(df, "enabled")).alias("enabled"),
-        nz.blank_to_null(col(df, "connectortype")).alias("connector_type"),
-        nz.blank_to_null(col(df, "connectorsource")).alias("connector_source"),
+        *_connector_columns(df),
         as_list(col(df, "recipientdomains")).list.eval(pl.element().str.to_lowercase())
         .alias("recipient_domains"),
         as_list(col(df, "smarthosts")).alias("smart_hosts"),
