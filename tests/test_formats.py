@@ -157,3 +157,33 @@ def test_csv_cut_inside_a_quoted_field_is_rejected_whole() -> None:
         "truncated_quote.csv: not readable as CSV (could not parse `\"bob@fab` as dtype `str` "
         "at column 'RecipientAddress' (column number 5)); check that the file is a complete "
         "CSV export")
+
+
+def test_search_unifiedauditlog_cmdlet_csv() -> None:
+    p = parse(DATA / "audit_cmdlet.csv")
+    assert p.format == "audit_log_csv"
+    row = p.rows.row(0, named=True)
+    assert row["operation"] == "New-InboundConnector"
+    assert row["creation_utc"] == utc(2026, 11, 25, 20, 21)
+    assert row["client_ip"] == "2001:db8::5"  # [v6]:port
+    assert row["object_id"] == "Inbound Relay Partner"
+    assert row["user_id"] == "it-admin@contoso.onmicrosoft.com"
+    import json
+
+    assert json.loads(row["parameters"])["SenderDomains"] == "smtp:*;1"
+    assert p.rejects.select("source_line", "reason").to_dicts() == [
+        {"source_line": 4, "reason": "AuditData is not JSON (Expecting property name enclosed "
+                                     "in double quotes)"}]
+
+
+def test_graph_message_trace_value_envelope_and_camel_case_status() -> None:
+    p = parse(DATA / "graph_message_trace.json", own=("contoso.com",))
+    assert p.format == "graph_message_trace_json"
+    rows = {r["subject"]: r for r in p.rows.iter_rows(named=True)}
+    out, back = rows["Disk space low"], rows["Re: Disk space low"]
+    assert (out["status"], out["spam_verdict"], out["direction"]) == (
+        "filtered_as_spam", True, "outbound")
+    assert out["sender_address"] == "alerts@contoso.com"
+    assert out["network_message_id"] == "4c5b4a2e-1111-2222-3333-08dd00000001"
+    assert (back["status"], back["direction"]) == ("pending", "inbound")
+    assert back["received_utc"] == utc(2026, 11, 20, 8, 20, 0, 123456)
