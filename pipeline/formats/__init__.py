@@ -6,7 +6,9 @@ whole file. Formats are tried from the most specific to the least, by their colu
 
 from __future__ import annotations
 
+import csv
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,15 +53,13 @@ def _identify(keys: set[str], file: str, line: int, shown: list[str]) -> Tabular
 
 def sniff(path: Path, file: str, headerless_msgtrk: str = "none") -> Sniffed:
     head = read_head(path, file)
-    lines = [ln for ln in head.lines]
+    lines = head.lines
     if not head.text.strip():
         raise InputFormatError(file, None, "the file is empty", "export it again")
     first = lines[0].strip()
     if first.startswith("#Software: Microsoft Exchange") or any(
             ln.startswith("#Fields:") for ln in lines[:10] if ln.startswith("#")):
         return Sniffed("msgtrk", "exchange_tracking_log", "messages", head)
-    import re
-
     if re.match(_MSGTRK_ROW, first):
         if headerless_msgtrk == "none":
             tracking.msgtrk_fields(head, file, headerless_msgtrk)  # raises with the fix
@@ -73,15 +73,13 @@ def sniff(path: Path, file: str, headerless_msgtrk: str = "none") -> Sniffed:
         raise InputFormatError(file, 1, "only a '#TYPE' line, no header or rows",
                                "export again; the export was cut short")
     header = lines[skip]
-    names = [n for n in _split_header(header)]
+    names = _split_header(header)
     keys = [header_key(n) for n in names]
     fmt = _identify(set(keys), file, skip + 1, [n.strip() for n in names])
     return Sniffed("csv", fmt.name, fmt.table, head, skip)
 
 
 def _split_header(line: str) -> list[str]:
-    import csv
-
     return next(csv.reader([line]), [])
 
 
@@ -95,8 +93,6 @@ def _json_keys(text: str, file: str) -> list[str]:
         obj, _ = decoder.raw_decode(s)
     except json.JSONDecodeError:
         # a huge first record or pretty-printed JSON: fall back to the keys we can see
-        import re
-
         keys = re.findall(r'"([A-Za-z_@.][\w@.]*)"\s*:', text[:65536])
         if not keys:
             raise InputFormatError(file, 1, "starts like JSON but no object could be read",

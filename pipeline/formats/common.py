@@ -9,6 +9,7 @@ from datetime import datetime
 import polars as pl
 
 from pipeline import normalize as nz
+from pipeline.errors import InputFormatError
 
 REJECT_SCHEMA = {"source_line": pl.Int64, "reason": pl.String, "raw": pl.String}
 
@@ -105,8 +106,6 @@ TYPE_NAME = (r"^(System\.(Collections\.[A-Za-z.`0-9]+|String\[\]|Object\[\]|[A-Z
 
 def check_type_names(df: pl.DataFrame, ctx: Context) -> None:
     """PowerShell's Export-Csv writes a type name for multi-valued properties: refuse them."""
-    from pipeline.errors import InputFormatError
-
     for c in df.columns:
         if c == "_line" or df.schema[c] != pl.String:
             continue

@@ -153,9 +153,7 @@ def msgtrk_fields(head: Head, file: str, headerless: str) -> list[str]:
 
 def read_msgtrk(path: Path, head: Head, ctx: Context) -> Parsed:
     fields = msgtrk_fields(head, ctx.file, ctx.headerless_msgtrk)
-    from pipeline.normalize import header_key
-
-    df = read_csv_frame(path, head, ctx.file, columns=[header_key(f) for f in fields])
+    df = read_csv_frame(path, head, ctx.file, columns=[nz.header_key(f) for f in fields])
     return parse_events(df, ctx, "exchange_tracking_log")
 
 
