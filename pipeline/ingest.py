@@ -21,6 +21,7 @@ import polars as pl
 from pipeline import formats
 from pipeline.errors import ConfigError, InputFormatError
 from pipeline.formats.common import Context, Parsed
+from pipeline.formats.config import own_domain_patterns
 from pipeline.lake import Lake
 from pipeline.settings import Settings
 
@@ -164,9 +165,8 @@ def _own_domains(lake: Lake, tenant: str) -> set[str]:
     files = list((lake.root / "accepted_domains" / f"tenant={tenant}").glob("*.parquet"))
     if not files:
         return set()
-    df = pl.read_parquet(files, columns=["domain_name", "match_subdomains"])
-    return {("*." if sub else "") + d for d, sub in df.drop_nulls("domain_name").iter_rows()} | {
-        d for d in df["domain_name"].drop_nulls()}
+    return own_domain_patterns(pl.read_parquet(files, columns=["domain_name",
+                                                               "match_subdomains"]))
 
 
 def _with_source(df: pl.DataFrame, parsed: Parsed, item: InputFile, sha: str) -> pl.DataFrame:

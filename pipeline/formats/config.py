@@ -42,6 +42,12 @@ def _finish(df: pl.DataFrame, out: pl.DataFrame, ctx: Context, fmt: str, table: 
     return Parsed(fmt, table, good.rename({"_line": "source_line"}), rejects, own)
 
 
+def own_domain_patterns(domains: pl.DataFrame) -> set[str]:
+    """Accepted domains as `normalize.direction` patterns: `d`, or `*.d` for d and subdomains."""
+    pairs = domains.select("domain_name", "match_subdomains").drop_nulls("domain_name")
+    return {("*." if sub else "") + d for d, sub in pairs.iter_rows()}
+
+
 def parse_accepted(df: pl.DataFrame, ctx: Context) -> Parsed:
     check_type_names(df, ctx)
     created, changed = _times(df, ctx)
@@ -60,11 +66,7 @@ def parse_accepted(df: pl.DataFrame, ctx: Context) -> Parsed:
         .alias("is_initial"),
         created.alias("when_created_utc"), changed.alias("when_changed_utc"),
     )
-    own = tuple(sorted(
-        ("*." if sub else "") + d
-        for d, sub in out.select("domain_name", "match_subdomains").drop_nulls().iter_rows()
-    ))
-    own = tuple(sorted(set(own) | {d for d in out["domain_name"].drop_nulls()}))
+    own = tuple(sorted(own_domain_patterns(out)))
     return _finish(df, out, ctx, "accepted_domains", "accepted_domains", "domain_name", own)
 
 
