@@ -59,6 +59,11 @@ _SOURCE = (
     _c("source_line", pl.Int64, "Line of the input file the row came from (first line = 1)."),
 )
 
+_SNAPSHOT = (
+    _c("tenant", pl.String, "Tenant slug."),
+    _c("snapshot_utc", UTC_TS, "When the snapshot was taken (export file's modification time)."),
+)
+
 MESSAGES = Table(
     "messages",
     "messages/tenant=<slug>/date=<YYYY-MM-DD>/data.parquet",
@@ -94,8 +99,7 @@ ACCEPTED_DOMAINS = Table(
     "accepted_domains/tenant=<slug>/<sha>.parquet",
     "Get-AcceptedDomain snapshots, one row per domain per snapshot.",
     (
-        _c("tenant", pl.String, "Tenant slug."),
-        _c("snapshot_utc", UTC_TS, "When the snapshot was taken (export file's modification time)."),
+        *_SNAPSHOT,
         _c("domain_name", pl.String, "Domain, lower-case, without a leading `*.`."),
         _c("domain_type", pl.String, "Authoritative, InternalRelay or ExternalRelay."),
         _c("is_default", pl.Boolean, "The tenant's default domain."),
@@ -108,8 +112,7 @@ ACCEPTED_DOMAINS = Table(
 )
 
 _CONNECTOR_HEAD = (
-    _c("tenant", pl.String, "Tenant slug."),
-    _c("snapshot_utc", UTC_TS, "When the snapshot was taken (export file's modification time)."),
+    *_SNAPSHOT,
     _c("name", pl.String, "Connector name (attacker-controlled text)."),
     _c("enabled", pl.Boolean, "Enabled."),
     _c("connector_type", pl.String, "OnPremises or Partner."),

@@ -34,7 +34,7 @@ def _times(df: pl.DataFrame, ctx: Context) -> tuple[pl.Expr, pl.Expr]:
     return created, changed
 
 
-def _finish(df: pl.DataFrame, out: pl.DataFrame, ctx: Context, fmt: str, table: str,
+def _finish(out: pl.DataFrame, ctx: Context, fmt: str, table: str,
             key: str, own: tuple[str, ...] = ()) -> Parsed:
     out = out.with_columns(pl.lit(ctx.snapshot_utc).cast(pl.Datetime("us", "UTC"))
                            .alias("snapshot_utc"))
@@ -67,7 +67,7 @@ def parse_accepted(df: pl.DataFrame, ctx: Context) -> Parsed:
         created.alias("when_created_utc"), changed.alias("when_changed_utc"),
     )
     own = tuple(sorted(own_domain_patterns(out)))
-    return _finish(df, out, ctx, "accepted_domains", "accepted_domains", "domain_name", own)
+    return _finish(out, ctx, "accepted_domains", "accepted_domains", "domain_name", own)
 
 
 def _connector_columns(df: pl.DataFrame) -> list[pl.Expr]:
@@ -100,7 +100,7 @@ def parse_inbound(df: pl.DataFrame, ctx: Context) -> Parsed:
         nz.blank_to_null(col(df, "comment")).alias("comment"),
         created.alias("when_created_utc"), changed.alias("when_changed_utc"),
     )
-    return _finish(df, out, ctx, "inbound_connectors", "inbound_connectors", "name")
+    return _finish(out, ctx, "inbound_connectors", "inbound_connectors", "name")
 
 
 def parse_outbound(df: pl.DataFrame, ctx: Context) -> Parsed:
@@ -120,7 +120,7 @@ def parse_outbound(df: pl.DataFrame, ctx: Context) -> Parsed:
         nz.blank_to_null(col(df, "comment")).alias("comment"),
         created.alias("when_created_utc"), changed.alias("when_changed_utc"),
     )
-    return _finish(df, out, ctx, "outbound_connectors", "outbound_connectors", "name")
+    return _finish(out, ctx, "outbound_connectors", "outbound_connectors", "name")
 
 
 FORMATS = [
