@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# sample_logs/ ends on 2026-11-27: judge it as the nightly run of the next day would
+SAMPLE_AS_OF := 2026-11-28
 
 .PHONY: demo test sample clean
 
@@ -16,6 +18,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	@test -d sample_logs/inbox || $(BIN)/relaywatch generate --out sample_logs --preset sample
 	$(BIN)/relaywatch ingest sample_logs/inbox --lake demo/lake
+	$(BIN)/relaywatch detect --lake demo/lake --as-of $(SAMPLE_AS_OF)
 	@echo "relaywatch: demo lake written to $(CURDIR)/demo/lake (hive-partitioned Parquet; columns in docs/data-dictionary.md)"
 
 test: $(STAMP)

@@ -114,6 +114,47 @@ def ingest(obj: dict, paths: tuple[Path, ...], lake: Path | None, tenant: str | 
 
 
 @cli.command()
+@click.option("--lake", type=click.Path(file_okay=False, path_type=Path),
+              help="Lake folder (default: lake, or [paths] lake / $RELAYWATCH_LAKE).")
+@click.option("--as-of", "as_of", metavar="DATE",
+              help="Judge the data before this moment: 2026-11-28 (midnight UTC) or an ISO "
+                   "time (default: now).")
+@click.option("--window-days", type=click.IntRange(1, 366),
+              help="Recent window judged for compromise (default: [detect] window_days, 7).")
+@click.option("--tenant", help="Only this tenant (its earlier rows for the day are replaced).")
+@click.pass_obj
+def detect(obj: dict, lake: Path | None, as_of: str | None, window_days: int | None,
+           tenant: str | None) -> None:
+    """Run the detections in queries/ and store findings and one verdict per tenant.
+
+    Findings and verdicts go to the lake (findings/ and verdicts/, one set per as-of day,
+    replacing that day's earlier run); one line per tenant is printed: verdict, score and
+    the first reason. Thresholds are in relaywatch.toml [detect].
+
+    \b
+    Examples:
+      relaywatch detect --lake lake/
+      relaywatch detect --lake lake/ --as-of 2026-11-28 --tenant contoso
+    """
+    from dataclasses import replace
+
+    from pipeline import detect as detect_mod
+
+    s = obj["settings"].with_overrides(lake=lake)
+    if window_days:
+        s = replace(s, detect=replace(s.detect, window_days=window_days))
+    when = detect_mod.parse_as_of(as_of)
+    result = detect_mod.detect(s, when, tenant)
+    v = result.verdicts.sort(["recommendation", "score"], descending=[False, True])
+    for row in v.iter_rows(named=True):
+        flag = " BLOCKED NOW" if row["blocked_now"] else ""
+        click.echo(f"{row['tenant']}\t{row['recommendation']}{flag}\tscore {row['score']:.0f}\t"
+                   f"{row['reasons'][0]}")
+    log.info("detect: %d tenants, %d findings as of %s; stored in %s", v.height,
+             result.findings.height, when.isoformat(), s.lake)
+
+
+@cli.command()
 @click.option("--markdown", is_flag=True, help="Print the data dictionary as Markdown.")
 def schema(markdown: bool) -> None:
     """Print the lake's tables and columns (the data dictionary).

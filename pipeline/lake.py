@@ -122,6 +122,20 @@ class Lake:
             return
         self._write(table.conform(rows).select(table.file_columns()), target)
 
+    def replace_results(self, name: str, as_of: date, rows: pl.DataFrame,
+                        tenants: list[str]) -> Path:
+        """Store one as-of day's findings or verdicts: the tenants of this run replace their
+        earlier rows for that day; other tenants' rows stay."""
+        table = schema.TABLES[name]
+        target = self.root / name / f"as_of={as_of.isoformat()}" / "data.parquet"
+        rows = table.conform(rows).select(table.file_columns())
+        if target.exists():
+            kept = pl.read_parquet(target).select(table.file_columns()).filter(
+                ~pl.col("tenant").is_in(tenants))
+            rows = pl.concat([kept, rows], how="vertical_relaxed")
+        self._write(rows.sort("tenant", maintain_order=True), target)
+        return target
+
     def drop_partitions_before(self, cutoff: date) -> list[Path]:
         dropped = []
         for part in sorted((self.root / "messages").glob("tenant=*/date=*")):

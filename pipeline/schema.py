@@ -216,10 +216,70 @@ INGEST_LOG = Table(
     ),
 )
 
+_AS_OF = (
+    _c("as_of", pl.Date, "UTC day of `as_of_utc` (partition key): one result set per as-of day."),
+    _c("as_of_utc", UTC_TS, "The moment the detections judged: data before it, nothing after."),
+    _c("tenant", pl.String, "Tenant slug."),
+)
+
+FINDINGS = Table(
+    "findings",
+    "findings/as_of=<YYYY-MM-DD>/data.parquet",
+    "What the detections in `queries/` found, one row per finding; written by "
+    "`relaywatch detect`, replacing that as-of day's earlier rows for the tenants it ran on.",
+    (
+        *_AS_OF,
+        _c("detection", pl.String, "unprovisioned_domain, volume_spike, suspicious_connector, "
+                                   "block_ndr or restricted_sender."),
+        _c("severity", pl.String, "`compromise` (evidence for block), `warning` or `info`."),
+        _c("subject", pl.String, "What the finding is about: a domain, connector, sender, NDR "
+                                 "code or `tenant` (attacker-controlled text)."),
+        _c("first_seen_utc", UTC_TS, "First event of the finding."),
+        _c("last_seen_utc", UTC_TS, "Last event of the finding."),
+        _c("messages", pl.Int64, "Messages involved."),
+        _c("recipients", pl.Int64, "Recipient rows involved."),
+        _c("score", pl.Float64, "Weight of the finding in the tenant's score."),
+        _c("reasons", STR_LIST, "Short reasons, each with its numbers."),
+        _c("evidence", pl.String, "The query row behind the finding, as JSON."),
+    ),
+)
+
+# Microsoft's unblock procedure for a tenant blocked from sending from unregistered domains
+CHECKLIST = (
+    "every domain the tenant sends from is registered as an accepted domain.",
+    "no unusual inbound connectors.",
+    "no sign the on-premises side still relays spam, for `clean_hours`, on fresh data.",
+    "ready to ask Microsoft support for an unblock (steps 1-3 ok; the evidence to quote).",
+)
+
+VERDICTS = Table(
+    "verdicts",
+    "verdicts/as_of=<YYYY-MM-DD>/data.parquet",
+    "One verdict per tenant and as-of day: block or unblock, with the four-step unblock "
+    "checklist. `reports/<date>/verdicts.json` holds the same content.",
+    (
+        *_AS_OF,
+        _c("recommendation", pl.String, "`block` (active compromise, or data too stale to "
+                                        "vouch for the tenant) or `unblock`."),
+        _c("blocked_now", pl.Boolean, "A tenant-block NDR (5.7.750, 5.7.705, 5.7.711) was seen "
+                                      "within `blocked_now_hours` of the as-of time."),
+        _c("score", pl.Float64, "Risk, 0-100: the sum of the findings' scores, capped."),
+        _c("reasons", STR_LIST, "Why, most important first."),
+        _c("data_state", pl.String, "`fresh`, `stale` or `no_data`."),
+        _c("last_event_utc", UTC_TS, "Latest message event of the tenant before the as-of time."),
+        _c("block_code", pl.String, "The block NDR code to quote to support, when seen."),
+        _c("block_first_seen_utc", UTC_TS, "First block NDR in the lookback."),
+        _c("block_last_seen_utc", UTC_TS, "Last block NDR in the lookback."),
+        *(col for i, step in enumerate(CHECKLIST, 1) for col in (
+            _c(f"step{i}_ok", pl.Boolean, f"Step {i}: {step}"),
+            _c(f"step{i}_evidence", pl.String, f"Evidence for step {i} (or what is missing)."))),
+    ),
+)
+
 TABLES: dict[str, Table] = {
     t.name: t
     for t in (MESSAGES, ACCEPTED_DOMAINS, INBOUND_CONNECTORS, OUTBOUND_CONNECTORS,
-              AUDIT_EVENTS, REJECTS, INGEST_LOG)
+              AUDIT_EVENTS, REJECTS, INGEST_LOG, FINDINGS, VERDICTS)
 }
 
 

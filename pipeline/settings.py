@@ -17,6 +17,50 @@ DATE_ORDERS = ("auto", "mdy", "dmy", "ymd")
 MSGTRK_FIELD_SETS = ("none", "exchange2013", "exchange2010")
 
 
+def _t(default: Any, reason: str) -> Any:
+    return field(default=default, metadata={"reason": reason})
+
+
+@dataclass(frozen=True)
+class DetectSettings:
+    """Detection thresholds ([detect] in relaywatch.toml). Each is also the name of the
+    query parameter that uses it, so `relaywatch query run` takes the same names."""
+
+    window_days: int = _t(7, "The recent window judged for active compromise: a week covers "
+                             "weekday/weekend rhythm and a missed export or two.")
+    baseline_days: int = _t(28, "History before the window that baselines are drawn from: four "
+                               "of each weekday.")
+    stale_after_hours: int = _t(48, "Exports are daily; two silent days mean the data can no "
+                                   "longer vouch for the tenant.")
+    clean_hours: int = _t(72, "Hours without unregistered-domain relaying or spam signals before "
+                             "step 3 passes; a weekend is not proof, three days usually are.")
+    blocked_now_hours: int = _t(48, "A block NDR (5.7.750, 5.7.705, 5.7.711) this recent means "
+                                   "the block is still in force.")
+    unprovisioned_min_messages: int = _t(20, "Fewer unregistered-domain messages than this in "
+                                            "the window are noise, not relaying.")
+    unprovisioned_max_share: float = _t(0.10, "Share of outbound recipients from unregistered "
+                                              "domains tolerated as forwarding (Microsoft allows "
+                                              "'a reasonable amount'; schools run at 3-6%).")
+    unprovisioned_rise_ratio: float = _t(3.0, "Unregistered-domain volume per day this many "
+                                              "times the baseline's is a rise, not a habit.")
+    spike_min_hour: int = _t(50, "Recipients in one hour below which no hourly spike is "
+                                 "reported, so quiet tenants don't alarm.")
+    spike_min_day: int = _t(300, "Recipients in one day below which no daily spike is reported.")
+    spike_mads: float = _t(5.0, "A spike exceeds the baseline median by this many scaled MADs "
+                                "(about 5 standard deviations for normal traffic).")
+    spike_ratio: float = _t(3.0, "...and is at least this many times the baseline median, so "
+                                 "steady large senders don't alarm on small wobbles.")
+    spam_share: float = _t(0.20, "Share of a spike's or connector's recipients filtered as spam, "
+                                 "quarantined or refused that marks it as spam, not a campaign.")
+    wide_range_prefix: int = _t(24, "Connector IP ranges this wide or wider (/24 is the widest "
+                                    "Exchange Online takes) are flagged; servers are listed one "
+                                    "by one.")
+    connector_score: int = _t(40, "Score from which a connector counts as suspicious (reasons "
+                                  "score 10-40 each; see queries/suspicious_connectors.sql).")
+    restricted_min_recipients: int = _t(10, "Recipients a sender still pushes after its first "
+                                            "5.1.8 (restricted) NDR that count as still active.")
+
+
 @dataclass(frozen=True)
 class Settings:
     lake: Path = Path("lake")
@@ -25,6 +69,7 @@ class Settings:
     date_order: str = "auto"
     headerless_msgtrk: str = "none"
     flush_rows: int = 2_000_000
+    detect: DetectSettings = field(default_factory=DetectSettings)
     source: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def with_overrides(self, **values: Any) -> Settings:
@@ -60,6 +105,28 @@ def _coerce(name: str, value: Any, origin: str) -> Any:
         raise ConfigError(f"{origin}: {name} = {value!r} is not a valid {kind}") from None
 
 
+def _detect(table: Mapping[str, Any], origin: str) -> DetectSettings:
+    known = {f.name: f for f in fields(DetectSettings)}
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in known:
+            raise ConfigError(f"{origin}: unknown key {key!r} in [detect]; known: "
+                              f"{', '.join(known)}")
+        kind = int if known[key].type == "int" else float
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigError(f"{origin}: [detect] {key} = {value!r} must be a number >= 0")
+        values[key] = kind(value)
+    return DetectSettings(**values)
+
+
+def detect_markdown() -> str:
+    """The [detect] thresholds as a Markdown table (kept in the README by a test)."""
+    rows = ["| key | default | why |", "|---|---|---|"]
+    for f in fields(DetectSettings):
+        rows.append(f"| `{f.name}` | {f.default} | {f.metadata['reason']} |")
+    return "\n".join(rows) + "\n"
+
+
 def _validated(s: Settings) -> Settings:
     if s.date_order not in DATE_ORDERS:
         raise ConfigError(
@@ -91,9 +158,14 @@ def load(config: Path | None = None, environ: Mapping[str, str] | None = None) -
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML ({exc})") from None
         for section, table in data.items():
-            if section not in _TOML and section not in ("detect", "report", "email"):
+            if section == "detect":
+                values["detect"] = _detect(table, str(path))
+                source["detect"] = str(path)
+                continue
+            if section not in _TOML and section not in ("report", "email"):
                 raise ConfigError(
-                    f"{path}: unknown section [{section}]; known: {', '.join(sorted(_TOML))}"
+                    f"{path}: unknown section [{section}]; known: "
+                    f"{', '.join(sorted([*_TOML, 'detect']))}"
                 )
             for key, value in table.items() if section in _TOML else ():
                 if key not in _TOML[section]:

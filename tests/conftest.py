@@ -39,3 +39,76 @@ def real(name: str) -> Path:
     if not path.exists():
         pytest.fail(f"{path} missing: the shared fixtures must sit in ../shared beside the checkout")
     return path
+
+
+AS_OF = datetime(2026, 11, 28, tzinfo=timezone.utc)
+
+
+def at(day: int, hour: int = 10, minute: int = 0, month: int = 11) -> datetime:
+    """A UTC moment in November 2026 (tests' hand-built lakes live there)."""
+    return datetime(2026, month, day, hour, minute, tzinfo=timezone.utc)
+
+
+class LakeBuilder:
+    """Builds a tiny lake through the real writer, row by row, for hand-computed tests."""
+
+    def __init__(self, root: Path) -> None:
+        from pipeline.lake import Lake
+
+        self.lake = Lake(root)
+        self.root = root
+        self._n = 0
+
+    def send(self, tenant: str, when: datetime, sender: str, recipients: int | list[str] = 1,
+             direction: str = "outbound", envelope: str | None = None, **extra: object) -> str:
+        """One message to `recipients` (a count or addresses); returns its id."""
+        import polars as pl
+
+        self._n += 1
+        nid = f"00000000-0000-4000-8000-{self._n:012d}"
+        rcpts = (recipients if isinstance(recipients, list)
+                 else [f"r{self._n}-{i}@ext.example" for i in range(recipients)])
+        rows = [{"tenant": tenant, "date": when.date(), "received_utc": when,
+                 "direction": direction, "sender_address": sender.lower(),
+                 "sender_domain": sender.split("@")[1].lower(),
+                 "envelope_sender": envelope, "envelope_domain": envelope.split("@")[1]
+                 if envelope else None, "recipient_address": r,
+                 "recipient_domain": r.split("@")[1], "status": "delivered",
+                 "network_message_id": nid, "message_id": f"<{nid}@test>",
+                 "source_format": "message_trace", "source_file": f"{tenant}/test.csv",
+                 "source_line": self._n, **extra} for r in rcpts]
+        self.lake.write_messages(pl.DataFrame(rows))
+        return nid
+
+    def table(self, name: str, tenant: str, rows: list[dict], key: str = "") -> None:
+        import polars as pl
+
+        from pipeline import schema
+
+        frame = pl.DataFrame([{"tenant": tenant, **r} for r in rows],
+                             schema_overrides={c.name: c.dtype for c in schema.TABLES[name].columns
+                                               if any(c.name in r for r in rows)})
+        self.lake.write_file_table(name, tenant, f"{name}{tenant}{key}".ljust(32, "0"), frame)
+
+    def domains(self, tenant: str, *names: str, created: datetime | None = None,
+                subdomains: tuple[str, ...] = ()) -> None:
+        self.table("accepted_domains", tenant, [
+            {"domain_name": n, "match_subdomains": n in subdomains, "snapshot_utc": SNAPSHOT,
+             "when_created_utc": created or datetime(2024, 1, 1, tzinfo=timezone.utc)}
+            for n in names], key=str(created or ""))
+
+
+@pytest.fixture
+def build(tmp_path: Path) -> LakeBuilder:
+    return LakeBuilder(tmp_path / "lake")
+
+
+@pytest.fixture(scope="session")
+def sample_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """sample_logs/ ingested once per test session; tests must not write to it."""
+    from pipeline.ingest import ingest
+    from pipeline.settings import Settings
+
+    lake = tmp_path_factory.mktemp("sample") / "lake"
+    ingest([ROOT / "sample_logs" / "inbox"], Settings(lake=lake))
+    return lake

@@ -84,7 +84,29 @@ def test_settings_file_and_environment(tmp_path: Path, monkeypatch: pytest.Monke
     code, _, err = run("schema")
     assert code == 2
     assert err == ("relaywatch: error: relaywatch.toml: unknown section [nonsense]; known: "
-                   "ingest, paths\n")
+                   "detect, ingest, paths\n")
+
+
+def test_detect_thresholds_come_from_the_settings_file(tmp_path: Path) -> None:
+    from pipeline import settings
+
+    (tmp_path / "relaywatch.toml").write_text("[detect]\nclean_hours = 24\nspam_share = 0.5\n")
+    loaded = settings.load()
+    assert (loaded.detect.clean_hours, loaded.detect.spam_share) == (24, 0.5)
+    assert loaded.detect.window_days == 7
+    (tmp_path / "relaywatch.toml").write_text("[detect]\nclean_hour = 24\n")
+    with pytest.raises(settings.ConfigError, match="unknown key 'clean_hour' in \\[detect\\]"):
+        settings.load()
+    (tmp_path / "relaywatch.toml").write_text('[detect]\nclean_hours = "soon"\n')
+    with pytest.raises(settings.ConfigError, match="clean_hours = 'soon' must be a number"):
+        settings.load()
+
+
+def test_readme_documents_every_detect_threshold() -> None:
+    from pipeline import settings
+
+    assert settings.detect_markdown() in (ROOT / "README.md").read_text(), \
+        "paste settings.detect_markdown() into the README's Settings section"
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline import schema
+from pipeline import detect, schema, sql
 from pipeline.ingest import ingest
 from pipeline.settings import Settings
-from tests.conftest import DATA, ROOT
+from tests.conftest import AS_OF, DATA, ROOT
 
 
 def test_data_dictionary_is_in_sync() -> None:
@@ -26,8 +26,15 @@ def test_lake_tables_have_the_documented_columns(tmp_path: Path) -> None:
     from tests.conftest import real
 
     ingest([real("purview_auditlog_export_huntressctf.csv")], s, tenant="contoso")
+    detect.detect(s, AS_OF)
     for table in schema.TABLES.values():
-        glob = str(tmp_path / "lake" / table.layout.replace("<slug>", "*")
-                   .replace("<YYYY-MM-DD>", "*").replace("<sha>", "*"))
+        glob = str(tmp_path / "lake" / sql.table_glob(table))
         rel = duckdb.sql(f"SELECT * FROM read_parquet('{glob}', hive_partitioning=true) LIMIT 0")
         assert sorted(rel.columns) == sorted(c.name for c in table.columns), table.name
+    # and the views analysts query have exactly the documented names and types, in order
+    with sql.Session(s.lake) as session:
+        for table in schema.TABLES.values():
+            described = session.frame(f'DESCRIBE "{table.name}"')
+            assert list(zip(described["column_name"], described["column_type"])) == [
+                (c.name, sql.duck_type(c.dtype).replace("TIMESTAMPTZ", "TIMESTAMP WITH TIME ZONE"))
+                for c in table.columns], table.name

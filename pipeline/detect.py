@@ -1,0 +1,210 @@
+"""Run the detection queries over the lake and turn their rows into findings and verdicts.
+
+The detections themselves are SQL in queries/ (one file each); this module binds their
+parameters, condenses each query's rows into findings (one per domain, connector, spiking
+key, NDR code or restricted sender), asks pipeline.verdict for one verdict per tenant, and
+has the lake store both for the as-of day.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from pipeline import schema, verdict
+from pipeline.errors import ConfigError
+from pipeline.lake import Lake
+from pipeline.settings import DetectSettings, Settings
+from pipeline.sql import Session
+
+DETECTIONS = ("tenant_activity", "unprovisioned_senders", "volume_spikes",
+              "suspicious_connectors", "block_ndrs", "restricted_senders")
+
+
+def parse_as_of(text: str | None, now: datetime | None = None) -> datetime:
+    """`2026-11-28` means midnight UTC at the start of that day (what a nightly run that
+    day sees); a full timestamp is taken as given (UTC unless it names a zone)."""
+    if not text:
+        return (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigError(f"--as-of {text!r}: use a date (2026-11-28) or an ISO time "
+                          "(2026-11-28T02:00Z)") from None
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(
+        timezone.utc)
+
+
+@dataclass(frozen=True)
+class Run:
+    as_of: datetime
+    tenant: str | None
+    settings: DetectSettings
+
+    def params(self) -> dict[str, Any]:
+        return {"as_of": self.as_of, "tenant": self.tenant, **asdict(self.settings)}
+
+
+@dataclass(frozen=True)
+class Result:
+    findings: pl.DataFrame
+    verdicts: pl.DataFrame
+    rows: dict[str, pl.DataFrame]
+
+
+def evaluate(lake: Path, run: Run) -> Result:
+    """Run every detection query and build findings and verdicts (nothing is written)."""
+    with Session(lake) as session:
+        rows = {name: session.run(name, run.params()) for name in DETECTIONS}
+    tenants = rows["tenant_activity"]["tenant"].to_list()
+    findings = [f for name, build in _BUILDERS.items() for f in build(rows[name], rows, run)]
+    verdicts = [verdict.judge(t, rows, [f for f in findings if f["tenant"] == t], run.as_of,
+                              run.settings) for t in tenants]
+    stamp = {"as_of": run.as_of.date(), "as_of_utc": run.as_of}
+    return Result(
+        schema.FINDINGS.conform(pl.DataFrame([{**stamp, **f} for f in findings],
+                                             schema_overrides=_overrides(schema.FINDINGS),
+                                             infer_schema_length=None)),
+        schema.VERDICTS.conform(pl.DataFrame([{**stamp, **v} for v in verdicts],
+                                             schema_overrides=_overrides(schema.VERDICTS),
+                                             infer_schema_length=None)),
+        rows)
+
+
+def detect(settings: Settings, as_of: datetime, tenant: str | None = None) -> Result:
+    """Evaluate and store findings and verdicts for the as-of day, under the lake lock."""
+    lake = Lake(settings.lake)
+    if not (settings.lake / "messages").is_dir() and not (settings.lake / "ingest_log").is_dir():
+        raise ConfigError(f"{settings.lake}: no lake here; run `relaywatch ingest` first "
+                          "or point --lake at one")
+    with lake.locked():
+        result = evaluate(settings.lake, Run(as_of, tenant, settings.detect))
+        tenants = result.verdicts["tenant"].to_list()
+        lake.replace_results("findings", as_of.date(), result.findings, tenants)
+        lake.replace_results("verdicts", as_of.date(), result.verdicts, tenants)
+    return result
+
+
+def _overrides(table: schema.Table) -> dict[str, pl.DataType]:
+    return {c.name: c.dtype for c in table.columns}
+
+
+def _by_tenant(frame: pl.DataFrame) -> dict[str, dict[str, Any]]:
+    return {r["tenant"]: r for r in frame.iter_rows(named=True)}
+
+
+def _evidence(row: dict[str, Any]) -> str:
+    return json.dumps(row, default=str, ensure_ascii=False, sort_keys=True)
+
+
+def _finding(tenant: str, detection: str, severity: str, subject: str, first: Any, last: Any,
+             messages: int | None, recipients: int | None, score: float, reasons: list[str],
+             evidence: Any) -> dict[str, Any]:
+    return {"tenant": tenant, "detection": detection, "severity": severity, "subject": subject,
+            "first_seen_utc": first, "last_seen_utc": last, "messages": messages,
+            "recipients": recipients, "score": float(score), "reasons": reasons,
+            "evidence": _evidence(evidence)}
+
+
+def _unprovisioned(rows: pl.DataFrame, every: dict[str, pl.DataFrame], run: Run) -> list[dict[str, Any]]:
+    out = []
+    judged = {t: verdict.relaying(a, rows.filter(pl.col("tenant") == t), run.settings)
+              for t, a in _by_tenant(every["tenant_activity"]).items()}
+    by_domain = rows.group_by("tenant", "domain", maintain_order=True).agg(
+        pl.col("messages").sum(), pl.col("recipients").sum(), pl.col("spam_recipients").sum(),
+        pl.col("first_seen_utc").min(), pl.col("last_seen_utc").max(),
+        pl.col("connector").drop_nulls().unique().sort().alias("connectors"),
+        pl.col("client_ip").drop_nulls().unique().sort().alias("client_ips"),
+        pl.col("day").unique().sort().alias("days"), pl.col("new_domain").first(),
+        pl.col("baseline_recipients").first(), pl.col("domain_source").unique().sort())
+    for r in by_domain.iter_rows(named=True):
+        via = f" via {', '.join(repr(c) for c in r['connectors'])}" if r["connectors"] else ""
+        reasons = [f"{r['recipients']:,} recipients from {r['domain']} ({'/'.join(r['domain_source'])}"
+                   f" sender) on {len(r['days'])} day(s){via}"]
+        if r["new_domain"]:
+            reasons.append("not seen sending before the window")
+        if r["spam_recipients"]:
+            reasons.append(f"{r['spam_recipients']:,} of them filtered as spam or refused")
+        relay = judged[r["tenant"]]
+        bad = relay.relaying and r["domain"] in relay.flagged_domains
+        if bad:
+            reasons.append("part of relaying: " + "; ".join(relay.why))
+        else:
+            reasons.append("tolerated: " + relay.summary)
+        out.append(_finding(r["tenant"], "unprovisioned_domain", "compromise" if bad else "info",
+                            r["domain"], r["first_seen_utc"], r["last_seen_utc"], r["messages"],
+                            r["recipients"], 0, reasons, r))
+    return out
+
+
+def _spikes(rows: pl.DataFrame, every: dict[str, pl.DataFrame], run: Run) -> list[dict[str, Any]]:
+    out = []
+    grouped = rows.group_by("tenant", "scope", "key", maintain_order=True).agg(
+        pl.col("bucket").min().alias("first"), pl.col("bucket").max().alias("last"),
+        pl.len().alias("buckets"), pl.col("recipients").max().alias("peak"),
+        pl.col("ratio").max(), pl.col("spam_recipients").max().alias("peak_spam"),
+        pl.col("grain").unique().sort().alias("grains"),
+        pl.col("messages").max().alias("peak_messages"),
+        pl.col("over_mailbox_limit").any(),
+        (pl.col("spam_share") >= run.settings.spam_share).any().alias("spammy"))
+    for r in grouped.iter_rows(named=True):
+        reasons = [f"{r['buckets']} spiking {'/'.join(r['grains'])} bucket(s), peak "
+                   f"{r['peak']:,} recipients ({r['ratio']:g}x the baseline median)"]
+        if r["spammy"]:
+            reasons.append(f"spam share at or above {run.settings.spam_share:.0%} in a spike")
+        if r["over_mailbox_limit"]:
+            reasons.append("above the 10,000 recipients/day mailbox limit")
+        last = r["last"] + (timedelta(hours=1) if "hour" in r["grains"] else timedelta(days=1))
+        out.append(_finding(r["tenant"], "volume_spike",
+                            "compromise" if r["spammy"] else "info",
+                            f"{r['scope']}:{r['key']}", r["first"], last - timedelta(microseconds=1),
+                            r["peak_messages"], r["peak"], 20 if r["spammy"] else 5, reasons, r))
+    return out
+
+
+def _connectors(rows: pl.DataFrame, every: dict[str, pl.DataFrame], run: Run) -> list[dict[str, Any]]:
+    out = []
+    for r in rows.filter(pl.col("score") > 0).iter_rows(named=True):
+        carrying = r["window_recipients"] > 0
+        severity = ("compromise" if r["suspicious"] and carrying
+                    else "warning" if r["suspicious"] else "info")
+        out.append(_finding(r["tenant"], "suspicious_connector", severity, r["connector"],
+                            r["first_traffic_utc"] or r["created_utc"],
+                            r["last_traffic_utc"] or r["changed_utc"] or r["created_utc"], None,
+                            r["window_recipients"],
+                            30 if severity == "compromise" else 10 if severity == "warning" else 0,
+                            [f"score {r['score']}", *r["reasons"]], r))
+    return out
+
+
+def _ndrs(rows: pl.DataFrame, every: dict[str, pl.DataFrame], run: Run) -> list[dict[str, Any]]:
+    return [_finding(r["tenant"], "block_ndr",
+                     "warning" if r["kind"] in ("tenant_block", "connector_block") else "info",
+                     r["ndr_code"], r["first_seen_utc"], r["last_seen_utc"], r["messages"],
+                     r["recipients"], 0,
+                     [f"{r['recipients']:,} recipients refused with {r['ndr_code']} "
+                      f"({r['meaning']}) from {r['senders']} sender(s)"], r)
+            for r in rows.iter_rows(named=True)]
+
+
+def _restricted(rows: pl.DataFrame, every: dict[str, pl.DataFrame], run: Run) -> list[dict[str, Any]]:
+    out = []
+    for r in rows.iter_rows(named=True):
+        active = r["recipients_after"] >= run.settings.restricted_min_recipients
+        out.append(_finding(r["tenant"], "restricted_sender", "compromise" if active else "info",
+                            r["sender_address"], r["first_restricted_utc"], r["last_seen_utc"],
+                            None, r["recipients_after"], 20 if active else 0,
+                            [f"restricted (5.1.8) since {r['first_restricted_utc']:%Y-%m-%d %H:%M} "
+                             f"UTC and still sent to {r['recipients_after']:,} recipients"], r))
+    return out
+
+
+_BUILDERS = {"unprovisioned_senders": _unprovisioned, "volume_spikes": _spikes,
+             "suspicious_connectors": _connectors, "block_ndrs": _ndrs,
+             "restricted_senders": _restricted}
+

@@ -1,0 +1,30 @@
+-- Senders Microsoft restricted (5.1.8) that still push mail afterwards
+-- Example: as_of=2026-11-28 window_days=7 baseline_days=28 tenant=contoso
+-- For each sender with a 5.1.8 NDR in the window: when it was first restricted, and the
+-- outbound recipients it still sent (or tried to) from then until as_of. tenant = NULL
+-- means every tenant.
+WITH b AS (SELECT * FROM detection_bounds($as_of, $window_days, $baseline_days)),
+restricted AS (
+    SELECT m.tenant, m.sender_address, min(m.received_utc) AS first_restricted_utc
+    FROM messages AS m, b
+    WHERE m.date >= CAST(b.window_start AS DATE)
+      AND m.received_utc >= b.window_start AND m.received_utc < b.as_of
+      AND m.ndr_code = '5.1.8'
+      AND ($tenant::VARCHAR IS NULL OR m.tenant = $tenant::VARCHAR)
+    GROUP BY ALL
+)
+SELECT
+    r.tenant,
+    r.sender_address,
+    r.first_restricted_utc,
+    count(*) AS recipients_after,
+    count(*) FILTER (WHERE o.ndr_code = '5.1.8') AS refused_after,
+    max(o.received_utc) AS last_seen_utc
+FROM restricted AS r
+CROSS JOIN b
+JOIN outbound_mail AS o
+  ON o.tenant = r.tenant AND o.sender_address = r.sender_address
+WHERE o.date >= CAST(r.first_restricted_utc AS DATE)
+  AND o.received_utc >= r.first_restricted_utc AND o.received_utc < b.as_of
+GROUP BY ALL
+ORDER BY r.tenant, recipients_after DESC, r.sender_address

@@ -1,0 +1,154 @@
+-- Inbound connectors scored with the reasons they look like an attacker's relay
+-- Example: as_of=2026-11-28 window_days=7 baseline_days=28 tenant=contoso wide_range_prefix=24 spam_share=0.2 connector_score=40
+-- One row per connector known from the tenant's snapshot closest to as_of (the latest
+-- before it, else the first after), from New-/Set-/Remove-InboundConnector audit events,
+-- or from traffic in the window. Reasons and their scores: created in the window (30),
+-- changed in the window (15), OnPremises accepting any sender domain without a certificate
+-- restriction (25), an IP range of /wide_range_prefix or wider (10), traffic from IPs
+-- outside SenderIPAddresses (25), unregistered-domain mail through it (40), a spam share of
+-- its recipients of spam_share or more (20), traffic through a connector missing from the
+-- tenant's connector list (40; Exchange Online traces only, not on-premises logs).
+-- suspicious = score >= connector_score. tenant = NULL means every tenant.
+WITH b AS (SELECT * FROM detection_bounds($as_of, $window_days, $baseline_days)),
+snap AS (
+    SELECT c.*
+    FROM inbound_connectors AS c, b
+    WHERE ($tenant::VARCHAR IS NULL OR c.tenant = $tenant::VARCHAR)
+    QUALIFY dense_rank() OVER (
+        PARTITION BY c.tenant
+        ORDER BY c.snapshot_utc > b.as_of, abs(epoch(c.snapshot_utc) - epoch(b.as_of)),
+                 c.source_sha256) = 1
+),
+changes AS (
+    SELECT tenant, operation, creation_utc, user_id, client_ip, name, lower(name) AS k
+    FROM (SELECT a.*, regexp_replace(coalesce(json_extract_string(a.parameters, '$.Identity'),
+                                              json_extract_string(a.parameters, '$.Name'),
+                                              a.object_id), '^.*\\', '') AS name
+          FROM audit_events AS a) AS a, b
+    WHERE a.operation IN ('New-InboundConnector', 'Set-InboundConnector',
+                          'Remove-InboundConnector')
+      AND a.creation_utc >= b.baseline_start AND a.creation_utc < b.as_of
+      AND ($tenant::VARCHAR IS NULL OR a.tenant = $tenant::VARCHAR)
+),
+change_summary AS (
+    SELECT tenant, k,
+           arg_max(creation_utc, creation_utc) FILTER (WHERE operation = 'New-InboundConnector') AS created_utc,
+           arg_max(user_id, creation_utc) FILTER (WHERE operation = 'New-InboundConnector') AS created_by,
+           arg_max(client_ip, creation_utc) FILTER (WHERE operation = 'New-InboundConnector') AS created_from,
+           max(creation_utc) FILTER (WHERE operation = 'Set-InboundConnector') AS changed_utc,
+           arg_max(user_id, creation_utc) FILTER (WHERE operation = 'Set-InboundConnector') AS changed_by,
+           arg_max(client_ip, creation_utc) FILTER (WHERE operation = 'Set-InboundConnector') AS changed_from,
+           max(creation_utc) FILTER (WHERE operation = 'Remove-InboundConnector') AS removed_utc,
+           arg_max(user_id, creation_utc) FILTER (WHERE operation = 'Remove-InboundConnector') AS removed_by
+    FROM changes GROUP BY ALL
+),
+traffic AS (
+    SELECT m.tenant, lower(m.connector) AS k, any_value(m.connector) AS connector,
+           count(*) AS recipients,
+           count(*) FILTER (WHERE is_spam(m.status, m.spam_verdict, m.ndr_code)) AS spam_recipients,
+           count(*) FILTER (WHERE s.name IS NOT NULL AND len(s.sender_ip_addresses) > 0
+                              AND NOT coalesce(list_bool_or(list_transform(
+                                  s.sender_ip_addresses, lambda r: ip_in_range(m.client_ip, r))), false))
+               AS outside_ip_recipients,
+           list(DISTINCT m.client_ip ORDER BY m.client_ip) FILTER (
+               WHERE s.name IS NOT NULL AND len(s.sender_ip_addresses) > 0
+                 AND NOT coalesce(list_bool_or(list_transform(
+                     s.sender_ip_addresses, lambda r: ip_in_range(m.client_ip, r))), false))[1:5]
+               AS outside_ips,
+           bool_or(m.source_format <> 'exchange_tracking_log') AS seen_in_cloud_trace,
+           min(m.received_utc) AS first_traffic_utc,
+           max(m.received_utc) AS last_traffic_utc
+    FROM messages AS m
+    CROSS JOIN b
+    LEFT JOIN snap AS s ON s.tenant = m.tenant AND lower(s.name) = lower(m.connector)
+    WHERE m.date >= CAST(b.window_start AS DATE)
+      AND m.received_utc >= b.window_start AND m.received_utc < b.as_of
+      AND m.connector IS NOT NULL
+      AND ($tenant::VARCHAR IS NULL OR m.tenant = $tenant::VARCHAR)
+    GROUP BY ALL
+),
+relayed AS (
+    SELECT o.tenant, lower(o.connector) AS k, count(*) AS unprovisioned_recipients
+    FROM outbound_mail AS o, b
+    WHERE o.date >= CAST(b.window_start AS DATE)
+      AND o.received_utc >= b.window_start AND o.received_utc < b.as_of
+      AND o.connector IS NOT NULL AND (o.sender_unprovisioned OR o.envelope_unprovisioned)
+      AND ($tenant::VARCHAR IS NULL OR o.tenant = $tenant::VARCHAR)
+    GROUP BY ALL
+),
+names AS (
+    SELECT tenant, k, arg_min(name, priority) AS connector
+    FROM (SELECT tenant, lower(name) AS k, name, 1 AS priority FROM snap
+          UNION ALL SELECT tenant, k, connector, 2 FROM traffic
+          UNION ALL SELECT tenant, k, name, 3 FROM changes)
+    GROUP BY ALL
+),
+judged AS (
+    SELECT
+        n.tenant, n.connector,
+        s.name IS NOT NULL AS in_connector_list,
+        s.connector_type, s.enabled, s.sender_ip_addresses, s.sender_domains,
+        s.tls_sender_certificate_name,
+        coalesce(s.when_created_utc, c.created_utc) AS created_utc,
+        c.created_by, c.created_from,
+        coalesce(c.changed_utc, s.when_changed_utc) AS changed_utc,
+        c.changed_by, c.changed_from, c.removed_utc, c.removed_by,
+        coalesce(t.recipients, 0) AS window_recipients,
+        coalesce(r.unprovisioned_recipients, 0) AS unprovisioned_recipients,
+        coalesce(t.spam_recipients, 0) AS spam_recipients,
+        coalesce(t.outside_ip_recipients, 0) AS outside_ip_recipients,
+        t.outside_ips, t.first_traffic_utc, t.last_traffic_utc,
+        list_min(list_transform(s.sender_ip_addresses, lambda x: range_prefix(x))) AS widest_prefix,
+        coalesce(coalesce(s.when_created_utc, c.created_utc) >= b.window_start, false)
+            AS created_in_window,
+        coalesce(c.changed_utc >= b.window_start, false)
+            OR coalesce(s.when_changed_utc >= b.window_start
+                        AND s.when_changed_utc > s.when_created_utc + INTERVAL 5 MINUTE, false)
+            AS changed_in_window,
+        coalesce(s.connector_type = 'OnPremises' AND list_contains(s.sender_domains, '*')
+                 AND NOT (coalesce(s.restrict_domains_to_certificate, false)
+                          AND s.tls_sender_certificate_name IS NOT NULL), false) AS open_relay,
+        s.name IS NULL AND coalesce(t.seen_in_cloud_trace, false)
+            AND EXISTS (SELECT 1 FROM snap AS x WHERE x.tenant = n.tenant) AS unknown_in_traffic,
+        b.window_start
+    FROM names AS n
+    CROSS JOIN b
+    LEFT JOIN snap AS s ON s.tenant = n.tenant AND lower(s.name) = n.k
+    LEFT JOIN change_summary AS c ON c.tenant = n.tenant AND c.k = n.k
+    LEFT JOIN traffic AS t ON t.tenant = n.tenant AND t.k = n.k
+    LEFT JOIN relayed AS r ON r.tenant = n.tenant AND r.k = n.k
+),
+scored AS (
+    SELECT j.*,
+        list_filter([
+            CASE WHEN created_in_window THEN 'created ' || strftime(created_utc, '%Y-%m-%d %H:%M UTC')
+                 || coalesce(' by ' || created_by, '') || coalesce(' from ' || created_from, '') END,
+            CASE WHEN changed_in_window THEN 'changed ' || strftime(changed_utc, '%Y-%m-%d %H:%M UTC')
+                 || coalesce(' by ' || changed_by, '') || coalesce(' from ' || changed_from, '') END,
+            CASE WHEN open_relay THEN 'OnPremises connector accepting any sender domain (smtp:*) '
+                 || 'without a certificate restriction' END,
+            CASE WHEN widest_prefix <= $wide_range_prefix::INTEGER THEN 'accepts a whole /'
+                 || widest_prefix || ' (' || array_to_string(sender_ip_addresses, ', ') || ')' END,
+            CASE WHEN outside_ip_recipients > 0 THEN outside_ip_recipients
+                 || ' recipients from IPs outside its SenderIPAddresses (e.g. '
+                 || array_to_string(outside_ips, ', ') || ')' END,
+            CASE WHEN unprovisioned_recipients > 0 THEN unprovisioned_recipients
+                 || ' recipients from unregistered domains' END,
+            CASE WHEN window_recipients > 0 AND spam_recipients >= $spam_share::DOUBLE * window_recipients
+                 THEN spam_recipients || ' of ' || window_recipients
+                 || ' recipients filtered as spam or refused' END,
+            CASE WHEN unknown_in_traffic THEN 'carries traffic but is not in the tenant''s connector list' END,
+            CASE WHEN removed_utc IS NOT NULL THEN 'removed ' || strftime(removed_utc, '%Y-%m-%d %H:%M UTC')
+                 || coalesce(' by ' || removed_by, '') END
+        ], lambda x: x IS NOT NULL) AS reasons,
+        30 * created_in_window::INTEGER + 15 * changed_in_window::INTEGER
+        + 25 * open_relay::INTEGER
+        + 10 * coalesce(widest_prefix <= $wide_range_prefix::INTEGER, false)::INTEGER
+        + 25 * (outside_ip_recipients > 0)::INTEGER + 40 * (unprovisioned_recipients > 0)::INTEGER
+        + 20 * (window_recipients > 0 AND spam_recipients >= $spam_share::DOUBLE * window_recipients)::INTEGER
+        + 40 * unknown_in_traffic::INTEGER AS score
+    FROM judged AS j
+)
+SELECT * EXCLUDE (window_start), score >= $connector_score::INTEGER AS suspicious
+FROM scored
+ORDER BY tenant, score DESC, connector

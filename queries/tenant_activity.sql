@@ -1,0 +1,62 @@
+-- Every tenant's data freshness and outbound volumes in the window and the baseline before it
+-- Example: as_of=2026-11-28 window_days=7 baseline_days=28 tenant=adatum
+-- Tenants are those with anything in the lake (messages, snapshots, audit, manifest).
+-- last_event_utc is the latest message before as_of within window + baseline; the
+-- *_unprovisioned counts are outbound recipients from unregistered domains; last_*_utc
+-- give when the last unregistered-domain / spam-signalled outbound mail was seen.
+-- tenant = NULL means every tenant.
+WITH b AS (SELECT * FROM detection_bounds($as_of, $window_days, $baseline_days)),
+tenants AS (
+    SELECT tenant FROM ingest_log WHERE tenant <> ''
+    UNION SELECT tenant FROM accepted_domains
+    UNION SELECT tenant FROM inbound_connectors
+    UNION SELECT tenant FROM audit_events
+),
+events AS (
+    SELECT m.tenant,
+           min(m.received_utc) AS first_event_utc,
+           max(m.received_utc) AS last_event_utc,
+           count(DISTINCT m.date) FILTER (WHERE m.received_utc >= b.window_start) AS window_days_with_data,
+           count(DISTINCT m.date) FILTER (WHERE m.received_utc < b.window_start) AS baseline_days_with_data,
+           count(*) FILTER (WHERE m.received_utc >= b.window_start) AS window_recipients
+    FROM messages AS m, b
+    WHERE m.date >= CAST(b.baseline_start AS DATE)
+      AND m.received_utc >= b.baseline_start AND m.received_utc < b.as_of
+    GROUP BY m.tenant
+),
+outbound AS (
+    SELECT o.tenant,
+           count(*) FILTER (WHERE o.received_utc >= b.window_start) AS window_outbound,
+           count(*) FILTER (WHERE o.received_utc >= b.window_start
+                              AND (o.sender_unprovisioned OR o.envelope_unprovisioned)) AS window_unprovisioned,
+           count(*) FILTER (WHERE o.received_utc >= b.window_start AND o.spam_signal) AS window_spam,
+           count(*) FILTER (WHERE o.received_utc < b.window_start) AS baseline_outbound,
+           count(*) FILTER (WHERE o.received_utc < b.window_start
+                              AND (o.sender_unprovisioned OR o.envelope_unprovisioned)) AS baseline_unprovisioned,
+           max(o.received_utc) FILTER (WHERE o.sender_unprovisioned OR o.envelope_unprovisioned)
+               AS last_unprovisioned_utc,
+           max(o.received_utc) FILTER (WHERE o.spam_signal) AS last_spam_utc
+    FROM outbound_mail AS o, b
+    WHERE o.date >= CAST(b.baseline_start AS DATE)
+      AND o.received_utc >= b.baseline_start AND o.received_utc < b.as_of
+    GROUP BY o.tenant
+)
+SELECT
+    t.tenant,
+    EXISTS (SELECT 1 FROM accepted_domains AS a WHERE a.tenant = t.tenant) AS has_accepted_domains,
+    EXISTS (SELECT 1 FROM inbound_connectors AS c WHERE c.tenant = t.tenant) AS has_connector_list,
+    e.first_event_utc, e.last_event_utc,
+    coalesce(e.window_days_with_data, 0) AS window_days_with_data,
+    coalesce(e.baseline_days_with_data, 0) AS baseline_days_with_data,
+    coalesce(e.window_recipients, 0) AS window_recipients,
+    coalesce(o.window_outbound, 0) AS window_outbound,
+    coalesce(o.window_unprovisioned, 0) AS window_unprovisioned,
+    coalesce(o.window_spam, 0) AS window_spam,
+    coalesce(o.baseline_outbound, 0) AS baseline_outbound,
+    coalesce(o.baseline_unprovisioned, 0) AS baseline_unprovisioned,
+    o.last_unprovisioned_utc, o.last_spam_utc
+FROM tenants AS t
+LEFT JOIN events AS e ON e.tenant = t.tenant
+LEFT JOIN outbound AS o ON o.tenant = t.tenant
+WHERE $tenant::VARCHAR IS NULL OR t.tenant = $tenant::VARCHAR
+ORDER BY t.tenant

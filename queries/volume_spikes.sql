@@ -1,0 +1,88 @@
+-- Hours and days whose outbound volume (per tenant, connector or sender) spikes above a robust baseline of the tenant's own history
+-- Example: as_of=2026-11-28 window_days=7 baseline_days=28 tenant=litware spike_min_hour=50 spike_min_day=300 spike_mads=5 spike_ratio=3
+-- The baseline of a bucket is the median and MAD of recipients in comparable buckets of the
+-- baseline period (same hour of day and weekday-or-weekend for hours; weekday-or-weekend
+-- for days), zero-filled from the tenant's first data on, so a sender or connector with no
+-- history starts from zero. Only buckets in the window with at least spike_min_hour /
+-- spike_min_day recipients are judged, and only when the tenant has three or more
+-- comparable buckets of history. A spike exceeds median + spike_mads x max(1.4826 MAD, 1)
+-- and spike_ratio x median. over_mailbox_limit marks a sender-day above the 10,000
+-- recipients/day mailbox limit. tenant = NULL means every tenant.
+WITH b AS (SELECT * FROM detection_bounds($as_of, $window_days, $baseline_days)),
+rows AS (
+    SELECT o.tenant, date_trunc('hour', o.received_utc) AS hour, o.connector, o.sender_address,
+           o.spam_signal, coalesce(o.network_message_id, o.message_id) AS msg
+    FROM outbound_mail AS o, b
+    WHERE o.date >= CAST(b.baseline_start AS DATE)
+      AND o.received_utc >= b.baseline_start AND o.received_utc < b.as_of
+      AND ($tenant::VARCHAR IS NULL OR o.tenant = $tenant::VARCHAR)
+),
+starts AS (SELECT tenant, min(hour) AS first_hour FROM rows GROUP BY tenant),
+hourly AS (
+    SELECT tenant,
+           CASE WHEN grouping(connector) = 0 THEN 'connector'
+                WHEN grouping(sender_address) = 0 THEN 'sender' ELSE 'tenant' END AS scope,
+           CASE WHEN grouping(connector) = 0 THEN connector
+                WHEN grouping(sender_address) = 0 THEN sender_address ELSE tenant END AS key,
+           hour,
+           count(*) AS recipients,
+           count(DISTINCT msg) AS messages,
+           count(*) FILTER (WHERE spam_signal) AS spam_recipients
+    FROM rows
+    GROUP BY GROUPING SETS ((tenant, hour), (tenant, connector, hour), (tenant, sender_address, hour))
+),
+buckets AS (
+    SELECT tenant, scope, key, 'hour' AS grain, hour AS bucket, recipients, messages, spam_recipients
+    FROM hourly WHERE key IS NOT NULL
+    UNION ALL
+    SELECT tenant, scope, key, 'day', date_trunc('day', hour), sum(recipients)::BIGINT,
+           sum(messages)::BIGINT, sum(spam_recipients)::BIGINT
+    FROM hourly WHERE key IS NOT NULL
+    GROUP BY tenant, scope, key, date_trunc('day', hour)
+),
+candidates AS (
+    SELECT c.*
+    FROM buckets AS c, b
+    WHERE c.bucket >= b.window_start
+      AND c.recipients >= CASE c.grain WHEN 'hour' THEN $spike_min_hour::BIGINT
+                                       ELSE $spike_min_day::BIGINT END
+),
+calendar AS (
+    SELECT c.tenant, c.scope, c.key, c.grain, c.bucket,
+           unnest(generate_series(
+               date_trunc(c.grain, greatest(b.baseline_start, s.first_hour)),
+               date_trunc(c.grain, b.window_start) - CASE c.grain WHEN 'hour' THEN INTERVAL 1 HOUR
+                                                                  ELSE INTERVAL 1 DAY END,
+               CASE c.grain WHEN 'hour' THEN INTERVAL 1 HOUR ELSE INTERVAL 1 DAY END)) AS past
+    FROM candidates AS c, b, starts AS s
+    WHERE s.tenant = c.tenant
+),
+baseline AS (
+    SELECT k.tenant, k.scope, k.key, k.grain, k.bucket,
+           count(*) AS baseline_n,
+           median(coalesce(h.recipients, 0)) AS baseline_median,
+           mad(coalesce(h.recipients, 0)) AS baseline_mad
+    FROM calendar AS k
+    LEFT JOIN buckets AS h
+      ON h.tenant = k.tenant AND h.scope = k.scope AND h.key = k.key AND h.grain = k.grain
+     AND h.bucket = k.past
+    WHERE (isodow(k.past) >= 6) = (isodow(k.bucket) >= 6)
+      AND (k.grain = 'day' OR hour(k.past) = hour(k.bucket))
+    GROUP BY ALL
+)
+SELECT
+    c.tenant, c.scope, c.key, c.grain, c.bucket, c.recipients, c.messages, c.spam_recipients,
+    round(c.spam_recipients / c.recipients, 4) AS spam_share,
+    k.baseline_n, k.baseline_median, k.baseline_mad,
+    round(k.baseline_median + $spike_mads::DOUBLE * greatest(1.4826 * k.baseline_mad, 1), 1)
+        AS threshold,
+    round(c.recipients / greatest(k.baseline_median, 1), 1) AS ratio,
+    c.scope = 'sender' AND c.grain = 'day' AND c.recipients > 10000 AS over_mailbox_limit
+FROM candidates AS c
+JOIN baseline AS k
+  ON k.tenant = c.tenant AND k.scope = c.scope AND k.key = c.key AND k.grain = c.grain
+ AND k.bucket = c.bucket
+WHERE k.baseline_n >= 3
+  AND c.recipients > k.baseline_median + $spike_mads::DOUBLE * greatest(1.4826 * k.baseline_mad, 1)
+  AND c.recipients >= $spike_ratio::DOUBLE * k.baseline_median
+ORDER BY c.tenant, c.grain, c.bucket, c.scope DESC, c.recipients DESC, c.key
