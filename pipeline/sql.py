@@ -126,6 +126,25 @@ def load_query(path: Path) -> Query:
                  tuple(sorted(statements[0].named_parameters)), text)
 
 
+def parse_value(text: str) -> Any:
+    """A parameter value typed on a command line or in a header example: integers and
+    decimals become numbers, `null` becomes NULL, anything else stays text (DuckDB casts
+    it where the query says `$name::TYPE`)."""
+    if text.lower() == "null":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def example_params(query: Query) -> dict[str, Any]:
+    """The parameters of the header's `Example:` line (`name=value` pairs)."""
+    return {k: parse_value(v) for k, v in (p.split("=", 1) for p in query.example.split())}
+
+
 def queries(folder: Path = QUERIES) -> dict[str, Query]:
     return {p.stem: load_query(p) for p in sorted(folder.glob("*.sql"))}
 

@@ -30,6 +30,15 @@ def test_every_query_file_has_a_header_and_parses() -> None:
             assert pair.split("=")[0] in q.params, f"{q.name}: example names {pair}"
 
 
+def test_every_query_runs_on_the_sample_lake_with_its_example(sample_lake) -> None:
+    with sql.Session(sample_lake) as session:
+        for q in sql.queries().values():
+            params = sql.example_params(q)
+            assert set(params) == set(q.params), f"{q.name}: example must name every parameter"
+            got = session.run(q.name, params)
+            assert got.width > 2, q.name
+
+
 def test_unprovisioned_senders(build: LakeBuilder) -> None:
     build.domains("t", "t.com", "sub.org", subdomains=("sub.org",))
     build.domains("t", "late.com", created=at(25, 12))
