@@ -24,6 +24,11 @@ from pipeline.sql import Session
 
 DETECTIONS = ("tenant_activity", "unprovisioned_senders", "volume_spikes",
               "suspicious_connectors", "block_ndrs", "restricted_senders")
+# The message columns the detections read; only these, and only the lookback's days, are
+# loaded (once) for a detection run.
+COLUMNS = ("tenant", "date", "received_utc", "direction", "sender_address", "sender_domain",
+           "envelope_domain", "status", "ndr_code", "spam_verdict", "connector", "client_ip",
+           "network_message_id", "message_id", "source_format")
 
 
 def parse_as_of(text: str | None, now: datetime | None = None) -> datetime:
@@ -59,7 +64,9 @@ class Result:
 
 def evaluate(lake: Path, run: Run) -> Result:
     """Run every detection query and build findings and verdicts (nothing is written)."""
+    lookback = timedelta(days=run.settings.window_days + run.settings.baseline_days)
     with Session(lake) as session:
+        session.pin_messages((run.as_of - lookback).date(), COLUMNS)
         rows = {name: session.run(name, run.params()) for name in DETECTIONS}
     tenants = rows["tenant_activity"]["tenant"].to_list()
     findings = [f for name, build in _BUILDERS.items() for f in build(rows[name], rows, run)]

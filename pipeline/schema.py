@@ -283,6 +283,24 @@ TABLES: dict[str, Table] = {
 }
 
 
+# Views derived from the tables (queries/views/<name>.sql), documented like the tables.
+OUTBOUND_MAIL = Table(
+    "outbound_mail",
+    "view over `messages` (queries/views/outbound_mail.sql)",
+    "Outbound rows of `messages` with the sender-domain verdict the detections share.",
+    (
+        *MESSAGES.columns,
+        _c("sender_unprovisioned", pl.Boolean, "The header sender domain was not covered by an "
+                                               "accepted domain when sent (NULL: no snapshot)."),
+        _c("envelope_unprovisioned", pl.Boolean, "The same for the envelope sender domain."),
+        _c("spam_signal", pl.Boolean, "Filtered as spam, quarantined, marked spam, or refused "
+                                      "with a block/restriction NDR."),
+    ),
+)
+
+VIEWS: dict[str, Table] = {OUTBOUND_MAIL.name: OUTBOUND_MAIL}
+
+
 def _type_name(dtype: pl.DataType) -> str:
     if dtype == UTC_TS:
         return "TIMESTAMP WITH TIME ZONE (UTC)"
@@ -296,8 +314,10 @@ def markdown() -> str:
     """The data dictionary as Markdown (docs/data-dictionary.md)."""
     out = ["# Data dictionary", "",
            "Generated from `pipeline/schema.py` by `relaywatch schema --markdown`; a test keeps "
-           "it in sync.", ""]
-    for t in TABLES.values():
+           "it in sync. Each table and view below is a view of the same name in "
+           "`relaywatch sql`, `relaywatch query` and the `relaywatch catalog` database; "
+           "timestamps are UTC (`SET TimeZone = 'UTC'` in your own DuckDB client).", ""]
+    for t in (*TABLES.values(), *VIEWS.values()):
         out += [f"## `{t.name}`", "", t.meaning, "", f"Layout: `{t.layout}`", "",
                 "| column | type | meaning |", "|---|---|---|"]
         out += [f"| `{c.name}` | {_type_name(c.dtype)} | {c.meaning} |" for c in t.columns]

@@ -9,9 +9,10 @@ DuckDB may read the lake folder and nothing else, and the setting is locked.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,9 @@ CREATE OR REPLACE MACRO detection_bounds(as_of, window_days, baseline_days) AS T
     SELECT as_of::TIMESTAMPTZ AS as_of,
            as_of::TIMESTAMPTZ - to_days(window_days::INTEGER) AS window_start,
            as_of::TIMESTAMPTZ - to_days((window_days + baseline_days)::INTEGER) AS baseline_start;
+CREATE OR REPLACE MACRO in_period(day, ts, since, until) AS
+    day >= CAST(since::TIMESTAMPTZ AS DATE) AND day <= CAST(until::TIMESTAMPTZ AS DATE)
+    AND ts >= since::TIMESTAMPTZ AND ts < until::TIMESTAMPTZ;
 CREATE OR REPLACE MACRO is_spam(status, spam_verdict, ndr_code) AS
     status IN ('filtered_as_spam', 'quarantined') OR coalesce(spam_verdict, false)
     OR ndr_code IN ('5.7.750', '5.7.705', '5.7.711', '5.1.8', '5.7.708', '5.7.64');
@@ -88,6 +92,18 @@ def view_sql(table: schema.Table, root: str, has_files: bool) -> str:
     return (f"SELECT {cols} FROM read_parquet('{path}', union_by_name = true{options})")
 
 
+def create_views(con: duckdb.DuckDBPyConnection, lake: Path, root: str,
+                 queries_dir: Path) -> None:
+    """A view per lake table (reading `root`, as written in the SQL), the macros, and the
+    derived views of queries/views/."""
+    for table in schema.TABLES.values():
+        has_files = any(lake.glob(table_glob(table)))
+        con.execute(f'CREATE VIEW "{table.name}" AS {view_sql(table, root, has_files)}')
+    con.execute(MACROS)
+    for path in sorted((queries_dir / "views").glob("*.sql")):
+        con.execute(f'CREATE VIEW "{path.stem}" AS {path.read_text(encoding="utf-8")}')
+
+
 @dataclass(frozen=True)
 class Query:
     """A named query: one statement in queries/<name>.sql with a header comment."""
@@ -109,21 +125,26 @@ def _header(text: str) -> list[str]:
     return lines
 
 
+def _one_statement(text: str, where: str) -> duckdb.Statement:
+    try:
+        statements = duckdb.extract_statements(text)
+    except duckdb.Error as exc:
+        raise ConfigError(f"{where}: not valid DuckDB SQL ({exc})") from None
+    if len(statements) != 1:
+        raise ConfigError(f"{where}: give one statement, not {len(statements)}")
+    return statements[0]
+
+
 def load_query(path: Path) -> Query:
     text = path.read_text(encoding="utf-8")
     header = _header(text)
     if not header or not header[0]:
         raise ConfigError(f"{path}:1: a named query starts with a '-- description' comment line")
-    try:
-        statements = duckdb.extract_statements(text)
-    except duckdb.Error as exc:
-        raise ConfigError(f"{path}: not valid DuckDB SQL ({exc})") from None
-    if len(statements) != 1:
-        raise ConfigError(f"{path}: holds {len(statements)} statements; a named query holds one")
+    statement = _one_statement(text, str(path))
     example = next((h.split(":", 1)[1].strip() for h in header
                     if h.lower().startswith("example:")), "")
     return Query(path.stem, path, header[0], example,
-                 tuple(sorted(statements[0].named_parameters)), text)
+                 tuple(sorted(statement.named_parameters)), text)
 
 
 def parse_value(text: str) -> Any:
@@ -149,6 +170,20 @@ def queries(folder: Path = QUERIES) -> dict[str, Query]:
     return {p.stem: load_query(p) for p in sorted(folder.glob("*.sql"))}
 
 
+_READ_ONLY = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+
+
+def read_only(text: str) -> str:
+    """The one read-only statement in `text` (SELECT, WITH, FROM, DESCRIBE, SUMMARIZE, SHOW,
+    EXPLAIN), or a ConfigError saying why not."""
+    kind = _one_statement(text, "relaywatch sql").type
+    if kind not in _READ_ONLY:
+        name = str(kind).rsplit(".", 1)[-1]
+        raise ConfigError(f"relaywatch sql only reads: {name} statements are refused "
+                          "(to save results use --output FILE --format csv|json|parquet)")
+    return text
+
+
 class Session:
     """A DuckDB connection over one lake."""
 
@@ -159,12 +194,7 @@ class Session:
         self.con = duckdb.connect(":memory:", config={"memory_limit": memory_limit})
         self.con.execute("SET TimeZone = 'UTC'")
         root = str(self.lake)
-        for table in schema.TABLES.values():
-            has_files = any(self.lake.glob(table_glob(table)))
-            self.con.execute(f'CREATE VIEW "{table.name}" AS {view_sql(table, root, has_files)}')
-        self.con.execute(MACROS)
-        for path in sorted((queries_dir / "views").glob("*.sql")):
-            self.con.execute(f'CREATE VIEW "{path.stem}" AS {path.read_text(encoding="utf-8")}')
+        create_views(self.con, self.lake, root, queries_dir)
         if sandbox:
             self.con.execute("SET allowed_directories = [$root]", {"root": root + "/"})
             self.con.execute("SET enable_external_access = false")
@@ -179,6 +209,20 @@ class Session:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def pin_messages(self, since: date, columns: tuple[str, ...]) -> int:
+        """Read the messages from `since` on (those columns only) into memory once, and let
+        `messages` in this session mean them: the detections then scan memory instead of
+        reopening thousands of Parquet partitions each. Returns the rows pinned."""
+        cols = ", ".join(f'"{c}"' for c in columns)
+        try:
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE _pinned_messages AS SELECT {cols} "
+                             "FROM main.messages WHERE date >= $since", {"since": since})
+            self.con.execute("CREATE OR REPLACE TEMP VIEW messages AS "
+                             "SELECT * FROM _pinned_messages")
+            return self.con.sql("SELECT count(*) FROM _pinned_messages").fetchall()[0][0]
+        except duckdb.Error as exc:
+            raise LakeError(f"{self.lake}: cannot read the messages ({exc})") from None
+
     def frame(self, sql: str, params: dict[str, Any] | None = None) -> pl.DataFrame:
         try:
             return self.con.sql(sql, params=params or None).pl()
@@ -186,19 +230,49 @@ class Session:
             raise LakeError(f"query failed: {exc}") from None
 
     def run(self, name: str, params: dict[str, Any]) -> pl.DataFrame:
-        """Run queries/<name>.sql with exactly the parameters it names."""
-        query = load_query(self.queries_dir / f"{name}.sql")
+        """Run queries/<name>.sql with the parameters it names (others in `params` are
+        ignored, so one dict of settings can serve every query)."""
+        path = self.queries_dir / f"{name}.sql"
+        if not re.fullmatch(r"[a-z0-9_]+", name) or not path.is_file():
+            raise ConfigError(f"no query named {name!r}; `relaywatch query list` shows them")
+        query = load_query(path)
         missing = sorted(set(query.params) - set(params))
         if missing:
-            raise ConfigError(f"query {name}: missing parameter(s) {', '.join(missing)}")
-        bound = {k: _bindable(params[k]) for k in query.params}
+            raise ConfigError(f"query {name}: missing parameter(s) "
+                              + ", ".join(f"-p {m} VALUE" for m in missing))
+        bound = {k: params[k] for k in query.params}
         try:
             return self.con.sql(query.sql, params=bound or None).pl()
+        except duckdb.ConversionException as exc:
+            raise ConfigError(f"query {name}: a parameter has the wrong type ({exc}); "
+                              f"`relaywatch query show {name}` shows what each expects") from None
         except duckdb.Error as exc:
             raise LakeError(f"{query.path}: {exc}") from None
 
+    def ad_hoc(self, text: str) -> pl.DataFrame:
+        read_only(text)
+        try:
+            return self.con.sql(text).pl()
+        except duckdb.Error as exc:
+            raise ConfigError(f"query failed: {exc}") from None
 
-def _bindable(value: Any) -> Any:
-    if isinstance(value, (date, datetime)) and not isinstance(value, datetime):
-        return value.isoformat()
-    return value
+
+def catalog(lake: Path, out: Path) -> Path:
+    """A DuckDB database file with a view per lake table (paths relative to the file's
+    folder, so lake and catalog move together), the macros and the derived views."""
+    lake, out = Path(lake).resolve(), Path(out).resolve()
+    root = os.path.relpath(lake, out.parent)
+    tmp = out.with_name(f".tmp-{os.getpid()}-{out.name}")
+    tmp.unlink(missing_ok=True)
+    con = duckdb.connect(str(tmp))
+    try:
+        con.execute("SET file_search_path = $p", {"p": str(out.parent)})
+        create_views(con, lake, root, QUERIES)
+        con.execute("CHECKPOINT")
+    except duckdb.Error as exc:
+        con.close()
+        tmp.unlink(missing_ok=True)
+        raise LakeError(f"{out}: cannot write the catalog ({exc})") from None
+    con.close()
+    os.replace(tmp, out)
+    return out

@@ -33,8 +33,7 @@ SELECT
     min(m.received_utc) AS first_seen_utc,
     max(m.received_utc) AS last_seen_utc
 FROM messages AS m, b
-WHERE m.date >= CAST(b.baseline_start AS DATE)
-  AND m.received_utc >= b.baseline_start AND m.received_utc < b.as_of
+WHERE in_period(m.date, m.received_utc, b.baseline_start, b.as_of)
   AND m.ndr_code IN ('5.7.750', '5.7.705', '5.7.711', '5.1.8', '5.1.90', '5.2.2', '5.7.232',
                      '5.7.233', '5.7.708', '5.7.64')
   AND ($tenant::VARCHAR IS NULL OR m.tenant = $tenant::VARCHAR)

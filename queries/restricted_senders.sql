@@ -7,8 +7,7 @@ WITH b AS (SELECT * FROM detection_bounds($as_of, $window_days, $baseline_days))
 restricted AS (
     SELECT m.tenant, m.sender_address, min(m.received_utc) AS first_restricted_utc
     FROM messages AS m, b
-    WHERE m.date >= CAST(b.window_start AS DATE)
-      AND m.received_utc >= b.window_start AND m.received_utc < b.as_of
+    WHERE in_period(m.date, m.received_utc, b.window_start, b.as_of)
       AND m.ndr_code = '5.1.8'
       AND ($tenant::VARCHAR IS NULL OR m.tenant = $tenant::VARCHAR)
     GROUP BY ALL

@@ -61,8 +61,7 @@ traffic AS (
     FROM messages AS m
     CROSS JOIN b
     LEFT JOIN snap AS s ON s.tenant = m.tenant AND lower(s.name) = lower(m.connector)
-    WHERE m.date >= CAST(b.window_start AS DATE)
-      AND m.received_utc >= b.window_start AND m.received_utc < b.as_of
+    WHERE in_period(m.date, m.received_utc, b.window_start, b.as_of)
       AND m.connector IS NOT NULL
       AND ($tenant::VARCHAR IS NULL OR m.tenant = $tenant::VARCHAR)
     GROUP BY ALL
@@ -70,8 +69,7 @@ traffic AS (
 relayed AS (
     SELECT o.tenant, lower(o.connector) AS k, count(*) AS unprovisioned_recipients
     FROM outbound_mail AS o, b
-    WHERE o.date >= CAST(b.window_start AS DATE)
-      AND o.received_utc >= b.window_start AND o.received_utc < b.as_of
+    WHERE in_period(o.date, o.received_utc, b.window_start, b.as_of)
       AND o.connector IS NOT NULL AND (o.sender_unprovisioned OR o.envelope_unprovisioned)
       AND ($tenant::VARCHAR IS NULL OR o.tenant = $tenant::VARCHAR)
     GROUP BY ALL

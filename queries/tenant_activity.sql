@@ -20,8 +20,7 @@ events AS (
            count(DISTINCT m.date) FILTER (WHERE m.received_utc < b.window_start) AS baseline_days_with_data,
            count(*) FILTER (WHERE m.received_utc >= b.window_start) AS window_recipients
     FROM messages AS m, b
-    WHERE m.date >= CAST(b.baseline_start AS DATE)
-      AND m.received_utc >= b.baseline_start AND m.received_utc < b.as_of
+    WHERE in_period(m.date, m.received_utc, b.baseline_start, b.as_of)
     GROUP BY m.tenant
 ),
 outbound AS (
@@ -37,8 +36,7 @@ outbound AS (
                AS last_unprovisioned_utc,
            max(o.received_utc) FILTER (WHERE o.spam_signal) AS last_spam_utc
     FROM outbound_mail AS o, b
-    WHERE o.date >= CAST(b.baseline_start AS DATE)
-      AND o.received_utc >= b.baseline_start AND o.received_utc < b.as_of
+    WHERE in_period(o.date, o.received_utc, b.baseline_start, b.as_of)
     GROUP BY o.tenant
 )
 SELECT

@@ -14,8 +14,7 @@ scoped AS (
                 WHEN o.sender_unprovisioned THEN 'header' ELSE 'envelope' END AS domain_source,
            o.received_utc >= b.window_start AS in_window
     FROM outbound_mail AS o, b
-    WHERE o.date >= CAST(b.baseline_start AS DATE)
-      AND o.received_utc >= b.baseline_start AND o.received_utc < b.as_of
+    WHERE in_period(o.date, o.received_utc, b.baseline_start, b.as_of)
       AND ($tenant::VARCHAR IS NULL OR o.tenant = $tenant::VARCHAR)
 ),
 daily AS (

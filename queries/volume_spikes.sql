@@ -13,8 +13,7 @@ rows AS (
     SELECT o.tenant, date_trunc('hour', o.received_utc) AS hour, o.connector, o.sender_address,
            o.spam_signal, coalesce(o.network_message_id, o.message_id) AS msg
     FROM outbound_mail AS o, b
-    WHERE o.date >= CAST(b.baseline_start AS DATE)
-      AND o.received_utc >= b.baseline_start AND o.received_utc < b.as_of
+    WHERE in_period(o.date, o.received_utc, b.baseline_start, b.as_of)
       AND ($tenant::VARCHAR IS NULL OR o.tenant = $tenant::VARCHAR)
 ),
 starts AS (SELECT tenant, min(hour) AS first_hour FROM rows GROUP BY tenant),

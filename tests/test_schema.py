@@ -33,7 +33,10 @@ def test_lake_tables_have_the_documented_columns(tmp_path: Path) -> None:
         assert sorted(rel.columns) == sorted(c.name for c in table.columns), table.name
     # and the views analysts query have exactly the documented names and types, in order
     with sql.Session(s.lake) as session:
-        for table in schema.TABLES.values():
+        views = set(session.frame("SELECT view_name FROM duckdb_views() WHERE NOT internal")
+                    ["view_name"])
+        assert views == set(schema.TABLES) | set(schema.VIEWS), "document every view"
+        for table in (*schema.TABLES.values(), *schema.VIEWS.values()):
             described = session.frame(f'DESCRIBE "{table.name}"')
             assert list(zip(described["column_name"], described["column_type"])) == [
                 (c.name, sql.duck_type(c.dtype).replace("TIMESTAMPTZ", "TIMESTAMP WITH TIME ZONE"))
