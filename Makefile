@@ -19,7 +19,9 @@ demo: $(STAMP)
 	@test -d sample_logs/inbox || $(BIN)/relaywatch generate --out sample_logs --preset sample
 	$(BIN)/relaywatch ingest sample_logs/inbox --lake demo/lake
 	$(BIN)/relaywatch detect --lake demo/lake --as-of $(SAMPLE_AS_OF)
-	@echo "relaywatch: demo lake written to $(CURDIR)/demo/lake (hive-partitioned Parquet; columns in docs/data-dictionary.md)"
+	$(BIN)/relaywatch report --lake demo/lake --out demo/reports --as-of $(SAMPLE_AS_OF) > /dev/null
+	@echo "relaywatch: lake in $(CURDIR)/demo/lake (columns: docs/data-dictionary.md)"
+	@echo "relaywatch: report at $(CURDIR)/demo/reports/$(SAMPLE_AS_OF)/report.html (and report.txt, verdicts.json, tenants/)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

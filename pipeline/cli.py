@@ -13,10 +13,14 @@ from pathlib import Path
 
 import click
 
-from pipeline import __version__, output, settings as settings_mod
+from pipeline import __version__, settings as settings_mod
 from pipeline.errors import EXIT_INTERRUPTED, EXIT_PARTIAL, ConfigError, RelaywatchError
 
 log = logging.getLogger("relaywatch")
+
+
+LAKE_OPTION = click.option("--lake", type=click.Path(file_okay=False, path_type=Path),
+                           help="Lake folder (default: lake, or [paths] lake / $RELAYWATCH_LAKE).")
 
 
 class RelaywatchGroup(click.Group):
@@ -154,157 +158,75 @@ def detect(obj: dict, lake: Path | None, as_of: str | None, window_days: int | N
              result.findings.height, when.isoformat(), s.lake)
 
 
-_FORMAT = click.option("--format", "fmt", type=click.Choice(output.FORMATS),
-                       help="Output format (default: table on a terminal, csv otherwise).")
-_OUTPUT = click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
-                       help="Write to FILE (atomically) instead of stdout.")
-_LAKE = click.option("--lake", type=click.Path(file_okay=False, path_type=Path),
-                     help="Lake folder (default: lake, or [paths] lake / $RELAYWATCH_LAKE).")
-
-
-def _emit(df, fmt: str | None, out: Path | None) -> None:  # type: ignore[no-untyped-def]
-    chosen = fmt or ("table" if sys.stdout.isatty() and out is None else "csv")
-    output.write(df, chosen, out, sys.stdout)
-
-
-def _session(obj: dict, lake: Path | None):  # type: ignore[no-untyped-def]
-    from pipeline import sql as sql_mod
-
-    s = obj["settings"].with_overrides(lake=lake)
-    if not s.lake.is_dir():
-        raise ConfigError(f"{s.lake}: no lake here; run `relaywatch ingest` first or point "
-                          "--lake at one")
-    return sql_mod.Session(s.lake)
-
-
-@cli.command("sql")
-@click.argument("statement")
-@_LAKE
-@_FORMAT
-@_OUTPUT
+@cli.command()
+@LAKE_OPTION
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Reports folder (default: reports, or [paths] reports).")
+@click.option("--as-of", "as_of", metavar="DATE", type=click.DateTime(["%Y-%m-%d"]),
+              help="Which detect run to report (default: the latest).")
+@click.option("--tenant", help="Only this tenant.")
 @click.pass_obj
-def sql_command(obj: dict, statement: str, lake: Path | None, fmt: str | None,
-                **kw) -> None:  # type: ignore[no-untyped-def]
-    """Run one read-only SQL statement against the lake's views.
+def report(obj: dict, lake: Path | None, out: Path | None, as_of, tenant: str | None
+           ) -> None:  # type: ignore[no-untyped-def]
+    """Render the HTML/text report and verdicts.json from the stored verdicts.
 
-    Views: messages, accepted_domains, inbound_connectors, outbound_connectors,
-    audit_events, rejects, ingest_log, findings, verdicts, outbound_mail. The session reads
-    the lake and nothing else: no other files, no network, no writes.
-
-    \b
-    Examples:
-      relaywatch sql "SELECT tenant, count(*) FROM messages GROUP BY ALL"
-      relaywatch sql "FROM verdicts WHERE recommendation = 'block'" --format json
-      relaywatch sql "FROM messages WHERE tenant = 'contoso'" -o contoso.parquet --format parquet
-    """
-    with _session(obj, lake) as session:
-        _emit(session.ad_hoc(statement), fmt, kw.get("output"))
-
-
-@cli.group()
-def query() -> None:
-    """The named queries in queries/: list them, show one, run one with parameters.
+    Writes <out>/<date>/report.html, report.txt, verdicts.json and tenants/<slug>.html|txt,
+    and prints the folder. Run `relaywatch detect` first.
 
     \b
     Examples:
-      relaywatch query list
-      relaywatch query show spike_drilldown
-      relaywatch query run spike_drilldown -p tenant litware -p hour 2026-11-23T09:00 -p limit 10
+      relaywatch report --lake lake/ --out reports/
+      relaywatch report --lake demo/lake --as-of 2026-11-28 --tenant contoso
     """
+    from pipeline import render, report as report_mod
 
-
-@query.command("list")
-def query_list() -> None:
-    """List every named query with its description and parameters.
-
-    \b
-    Example:
-      relaywatch query list
-    """
-    from pipeline import sql as sql_mod
-
-    for q in sql_mod.queries().values():
-        params = " ".join(f"${p}" for p in q.params) or "(no parameters)"
-        click.echo(f"{q.name}\t{q.description}\t{params}")
-
-
-@query.command("show")
-@click.argument("name")
-def query_show(name: str) -> None:
-    """Print a named query's SQL (header comment included).
-
-    \b
-    Example:
-      relaywatch query show unprovisioned_senders
-    """
-    from pipeline import sql as sql_mod
-
-    found = sql_mod.queries()
-    if name not in found:
-        raise ConfigError(f"no query named {name!r}; `relaywatch query list` shows them")
-    click.echo(found[name].sql, nl=False)
-
-
-@query.command("run")
-@click.argument("name")
-@click.option("--param", "-p", "params", nargs=2, multiple=True, metavar="KEY VALUE",
-              help="A parameter, e.g. -p tenant contoso (repeatable). [detect] thresholds "
-                   "default to the settings; as_of defaults to now.")
-@_LAKE
-@_FORMAT
-@_OUTPUT
-@click.pass_obj
-def query_run(obj: dict, name: str, params: tuple[tuple[str, str], ...], lake: Path | None,
-              fmt: str | None, **kw) -> None:  # type: ignore[no-untyped-def]
-    """Run a named query with parameters bound by DuckDB (never spliced into the SQL).
-
-    \b
-    Examples:
-      relaywatch query run unprovisioned_senders -p tenant contoso -p as_of 2026-11-28
-      relaywatch query run message_by_id -p message_id '<ABC@contoso.com>' --format json
-    """
-    from dataclasses import asdict
-    from datetime import datetime, timezone
-
-    from pipeline import sql as sql_mod
-
-    found = sql_mod.queries()
-    if name not in found:
-        raise ConfigError(f"no query named {name!r}; `relaywatch query list` shows them")
-    given = {k: sql_mod.parse_value(v) for k, v in params}
-    extra = sorted(set(given) - set(found[name].params))
-    if extra:
-        raise ConfigError(f"query {name} has no parameter {', '.join(extra)}; it takes "
-                          + (", ".join(found[name].params) or "none"))
-    defaults = {"as_of": datetime.now(timezone.utc), **asdict(obj["settings"].detect)}
-    with _session(obj, lake) as session:
-        _emit(session.run(name, {**defaults, **given}), fmt, kw.get("output"))
+    s = obj["settings"].with_overrides(lake=lake, reports=out)
+    day = as_of.date() if as_of else report_mod.latest_as_of(s.lake)
+    built = report_mod.build(s.lake, day, s.detect, tenant)
+    folder = render.write(built, s.reports)
+    log.info("report: %s; %d tenants", built.headline, len(built.tenants))
+    click.echo(str(folder / "report.html"))
 
 
 @cli.command()
-@_LAKE
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Database file to write (default: <lake>/lake.duckdb).")
+@click.argument("report_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--to", "to", multiple=True, metavar="ADDR",
+              help="Recipient of the overview (repeatable; default: [email] to).")
+@click.option("--smtp-host", help="SMTP server (default: [email] host or localhost).")
+@click.option("--smtp-port", type=int, help="SMTP port (default: 25, 465 with --ssl, 587 "
+                                            "with --starttls).")
+@click.option("--starttls", "security", flag_value="starttls", help="Upgrade with STARTTLS.")
+@click.option("--ssl", "security", flag_value="ssl", help="Implicit TLS (SMTPS).")
+@click.option("--smtp-user", help="Login user; the password comes only from "
+                                  "$RELAYWATCH_SMTP_PASSWORD or $RELAYWATCH_SMTP_PASSWORD_FILE.")
+@click.option("--from", "sender", help="From address (default: [email] from).")
 @click.pass_obj
-def catalog(obj: dict, lake: Path | None, out: Path | None) -> None:
-    """Write a DuckDB database whose views read the lake, for any DuckDB client.
+def email(obj: dict, report_dir: Path, to: tuple[str, ...], smtp_host: str | None,
+          smtp_port: int | None, security: str | None, smtp_user: str | None,
+          sender: str | None) -> None:
+    """Email a report folder: text + HTML, headline in the subject.
 
-    Paths in the views are relative to the database file's folder: open it from there
-    (cd lake && duckdb lake.duckdb), or SET file_search_path to that folder. Rerun after
-    new tables appear in the lake.
+    The overview goes to --to; tenants listed in [email.tenants] get only their own page.
+    A failed send exits 1 and leaves the report files in place.
 
     \b
     Examples:
-      relaywatch catalog --lake lake/
-      relaywatch catalog --lake lake/ --out lake/lake.duckdb && cd lake && duckdb lake.duckdb
+      relaywatch email reports/2026-11-28 --to soc@example.com --smtp-host mail.example.com --starttls --smtp-user relaywatch
+      RELAYWATCH_SMTP_PASSWORD_FILE=/etc/relaywatch/smtp.pw relaywatch email reports/2026-11-28
     """
-    from pipeline import sql as sql_mod
+    from pipeline import mail
 
-    s = obj["settings"].with_overrides(lake=lake)
-    if not s.lake.is_dir():
-        raise ConfigError(f"{s.lake}: no lake here; run `relaywatch ingest` first")
-    written = sql_mod.catalog(s.lake, out or s.lake / "lake.duckdb")
-    click.echo(str(written))
+    conf = obj["settings"].email
+    mode = security or conf.get("security", "none")
+    smtp = mail.SmtpSettings(
+        host=smtp_host or conf.get("host", "localhost"),
+        port=smtp_port or int(conf.get("port", {"ssl": 465, "starttls": 587}.get(mode, 25))),
+        security=mode, user=smtp_user or conf.get("user"),
+        sender=sender or conf.get("from", "relaywatch@localhost"),
+        tenants={k: tuple(v) for k, v in conf.get("tenants", {}).items()})
+    sent = mail.send(report_dir, list(to) or list(conf.get("to", [])), smtp, mail.password())
+    for what, rcpts in sent:
+        log.info("email: %s sent to %s", what, ", ".join(rcpts))
 
 
 @cli.command()
@@ -357,6 +279,9 @@ def generate(obj: dict, out: Path, preset: str, days: int | None, tenants: int |
     for path, n in written:
         log.info("generate: %s: %s rows", path, f"{n:,}")
     log.info("generate: %d files in %s", len(written), out / "inbox")
+
+
+from pipeline import cli_sql  # noqa: E402,F401  (registers sql, query, catalog)
 
 
 def main() -> None:

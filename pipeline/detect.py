@@ -158,6 +158,7 @@ def _spikes(rows: pl.DataFrame, every: dict[str, pl.DataFrame], run: Run) -> lis
         pl.col("grain").unique().sort().alias("grains"),
         pl.col("messages").max().alias("peak_messages"),
         pl.col("over_mailbox_limit").any(),
+        pl.col("bucket").filter(pl.col("grain") == "hour").alias("hours"),
         (pl.col("spam_share") >= run.settings.spam_share).any().alias("spammy"))
     for r in grouped.iter_rows(named=True):
         reasons = [f"{r['buckets']} spiking {'/'.join(r['grains'])} bucket(s), peak "

@@ -70,6 +70,7 @@ class Settings:
     headerless_msgtrk: str = "none"
     flush_rows: int = 2_000_000
     detect: DetectSettings = field(default_factory=DetectSettings)
+    email: Mapping[str, Any] = field(default_factory=dict)
     source: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def with_overrides(self, **values: Any) -> Settings:
@@ -119,6 +120,27 @@ def _detect(table: Mapping[str, Any], origin: str) -> DetectSettings:
     return DetectSettings(**values)
 
 
+EMAIL_KEYS = ("host", "port", "security", "user", "from", "to", "tenants")
+
+
+def _email(table: Mapping[str, Any], origin: str) -> dict[str, Any]:
+    """[email]: SMTP server and recipients; [email.tenants] maps a tenant slug to the
+    addresses that get only that tenant's page. Never a password."""
+    for key in table:
+        if key not in EMAIL_KEYS:
+            hint = " (passwords go in RELAYWATCH_SMTP_PASSWORD or _FILE)" if "pass" in key else ""
+            raise ConfigError(f"{origin}: unknown key {key!r} in [email]{hint}; known: "
+                              f"{', '.join(EMAIL_KEYS)}")
+    if table.get("security", "none") not in ("none", "starttls", "ssl"):
+        raise ConfigError(f"{origin}: [email] security must be none, starttls or ssl")
+    tenants = table.get("tenants", {})
+    if not isinstance(tenants, dict) or not all(
+            isinstance(v, list) and all(isinstance(a, str) for a in v) for v in tenants.values()):
+        raise ConfigError(f"{origin}: [email.tenants] maps a tenant to a list of addresses, "
+                          'e.g. contoso = ["it@contoso.com"]')
+    return dict(table)
+
+
 def detect_markdown() -> str:
     """The [detect] thresholds as a Markdown table (kept in the README by a test)."""
     rows = ["| key | default | why |", "|---|---|---|"]
@@ -162,10 +184,13 @@ def load(config: Path | None = None, environ: Mapping[str, str] | None = None) -
                 values["detect"] = _detect(table, str(path))
                 source["detect"] = str(path)
                 continue
-            if section not in _TOML and section not in ("report", "email"):
+            if section == "email":
+                values["email"] = _email(table, str(path))
+                continue
+            if section not in _TOML:
                 raise ConfigError(
                     f"{path}: unknown section [{section}]; known: "
-                    f"{', '.join(sorted([*_TOML, 'detect']))}"
+                    f"{', '.join(sorted([*_TOML, 'detect', 'email']))}"
                 )
             for key, value in table.items() if section in _TOML else ():
                 if key not in _TOML[section]:

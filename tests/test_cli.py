@@ -84,7 +84,7 @@ def test_settings_file_and_environment(tmp_path: Path, monkeypatch: pytest.Monke
     code, _, err = run("schema")
     assert code == 2
     assert err == ("relaywatch: error: relaywatch.toml: unknown section [nonsense]; known: "
-                   "detect, ingest, paths\n")
+                   "detect, email, ingest, paths\n")
 
 
 def test_detect_thresholds_come_from_the_settings_file(tmp_path: Path) -> None:

@@ -1,0 +1,166 @@
+"""The analysts' commands: `relaywatch sql`, `relaywatch query ...` and `relaywatch catalog`.
+
+Thin like cli.py: options in, pipeline.sql and pipeline.output do the work.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from pipeline import output
+from pipeline.cli import LAKE_OPTION, cli
+from pipeline.errors import ConfigError
+
+_FORMAT = click.option("--format", "fmt", type=click.Choice(output.FORMATS),
+                       help="Output format (default: table on a terminal, csv otherwise).")
+_OUTPUT = click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+                       help="Write to FILE (atomically) instead of stdout.")
+_LAKE = LAKE_OPTION
+
+
+def _emit(df, fmt: str | None, out: Path | None) -> None:  # type: ignore[no-untyped-def]
+    chosen = fmt or ("table" if sys.stdout.isatty() and out is None else "csv")
+    output.write(df, chosen, out, sys.stdout)
+
+
+def _session(obj: dict, lake: Path | None):  # type: ignore[no-untyped-def]
+    from pipeline import sql as sql_mod
+
+    s = obj["settings"].with_overrides(lake=lake)
+    if not s.lake.is_dir():
+        raise ConfigError(f"{s.lake}: no lake here; run `relaywatch ingest` first or point "
+                          "--lake at one")
+    return sql_mod.Session(s.lake)
+
+
+@cli.command("sql")
+@click.argument("statement")
+@_LAKE
+@_FORMAT
+@_OUTPUT
+@click.pass_obj
+def sql_command(obj: dict, statement: str, lake: Path | None, fmt: str | None,
+                **kw) -> None:  # type: ignore[no-untyped-def]
+    """Run one read-only SQL statement against the lake's views.
+
+    Views: messages, accepted_domains, inbound_connectors, outbound_connectors,
+    audit_events, rejects, ingest_log, findings, verdicts, outbound_mail. The session reads
+    the lake and nothing else: no other files, no network, no writes.
+
+    \b
+    Examples:
+      relaywatch sql "SELECT tenant, count(*) FROM messages GROUP BY ALL"
+      relaywatch sql "FROM verdicts WHERE recommendation = 'block'" --format json
+      relaywatch sql "FROM messages WHERE tenant = 'contoso'" -o contoso.parquet --format parquet
+    """
+    with _session(obj, lake) as session:
+        _emit(session.ad_hoc(statement), fmt, kw.get("output"))
+
+
+@cli.group()
+def query() -> None:
+    """The named queries in queries/: list them, show one, run one with parameters.
+
+    \b
+    Examples:
+      relaywatch query list
+      relaywatch query show spike_drilldown
+      relaywatch query run spike_drilldown -p tenant litware -p hour 2026-11-23T09:00 -p limit 10
+    """
+
+
+@query.command("list")
+def query_list() -> None:
+    """List every named query with its description and parameters.
+
+    \b
+    Example:
+      relaywatch query list
+    """
+    from pipeline import sql as sql_mod
+
+    for q in sql_mod.queries().values():
+        params = " ".join(f"${p}" for p in q.params) or "(no parameters)"
+        click.echo(f"{q.name}\t{q.description}\t{params}")
+
+
+@query.command("show")
+@click.argument("name")
+def query_show(name: str) -> None:
+    """Print a named query's SQL (header comment included).
+
+    \b
+    Example:
+      relaywatch query show unprovisioned_senders
+    """
+    from pipeline import sql as sql_mod
+
+    found = sql_mod.queries()
+    if name not in found:
+        raise ConfigError(f"no query named {name!r}; `relaywatch query list` shows them")
+    click.echo(found[name].sql, nl=False)
+
+
+@query.command("run")
+@click.argument("name")
+@click.option("--param", "-p", "params", nargs=2, multiple=True, metavar="KEY VALUE",
+              help="A parameter, e.g. -p tenant contoso (repeatable). [detect] thresholds "
+                   "default to the settings; as_of defaults to now.")
+@_LAKE
+@_FORMAT
+@_OUTPUT
+@click.pass_obj
+def query_run(obj: dict, name: str, params: tuple[tuple[str, str], ...], lake: Path | None,
+              fmt: str | None, **kw) -> None:  # type: ignore[no-untyped-def]
+    """Run a named query with parameters bound by DuckDB (never spliced into the SQL).
+
+    \b
+    Examples:
+      relaywatch query run unprovisioned_senders -p tenant contoso -p as_of 2026-11-28
+      relaywatch query run message_by_id -p message_id '<ABC@contoso.com>' --format json
+    """
+    from dataclasses import asdict
+    from datetime import datetime, timezone
+
+    from pipeline import sql as sql_mod
+
+    found = sql_mod.queries()
+    if name not in found:
+        raise ConfigError(f"no query named {name!r}; `relaywatch query list` shows them")
+    given = {k: sql_mod.parse_value(v) for k, v in params}
+    extra = sorted(set(given) - set(found[name].params))
+    if extra:
+        raise ConfigError(f"query {name} has no parameter {', '.join(extra)}; it takes "
+                          + (", ".join(found[name].params) or "none"))
+    defaults = {"as_of": datetime.now(timezone.utc), **asdict(obj["settings"].detect)}
+    with _session(obj, lake) as session:
+        _emit(session.run(name, {**defaults, **given}), fmt, kw.get("output"))
+
+
+@cli.command()
+@_LAKE
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Database file to write (default: <lake>/lake.duckdb).")
+@click.pass_obj
+def catalog(obj: dict, lake: Path | None, out: Path | None) -> None:
+    """Write a DuckDB database whose views read the lake, for any DuckDB client.
+
+    Paths in the views are relative to the database file's folder: open it from there
+    (cd lake && duckdb lake.duckdb), or SET file_search_path to that folder. Rerun after
+    new tables appear in the lake.
+
+    \b
+    Examples:
+      relaywatch catalog --lake lake/
+      relaywatch catalog --lake lake/ --out lake/lake.duckdb && cd lake && duckdb lake.duckdb
+    """
+    from pipeline import sql as sql_mod
+
+    s = obj["settings"].with_overrides(lake=lake)
+    if not s.lake.is_dir():
+        raise ConfigError(f"{s.lake}: no lake here; run `relaywatch ingest` first")
+    written = sql_mod.catalog(s.lake, out or s.lake / "lake.duckdb")
+    click.echo(str(written))

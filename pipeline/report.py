@@ -1,0 +1,326 @@
+"""The report's content: a typed context built from named queries over the lake.
+
+Everything the templates show is computed here (numbers, chart geometry, the PowerShell to
+run); templates only format it. Reads the `verdicts` and `findings` that `relaywatch detect`
+stored for one as-of day, plus a few named queries for charts and data quality.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from pipeline.errors import ConfigError
+from pipeline.schema import CHECKLIST
+from pipeline.settings import DetectSettings
+from pipeline.sql import Session
+
+STEP_TITLES = ("Every sending domain is registered", "No unusual inbound connectors",
+               "On-premises side no longer relays spam", "Ready to ask support for an unblock")
+CHART_HEIGHT = 80
+COLOURS = {"registered": "#8a97a8", "unprovisioned": "#d64545", "baseline": "#1f6feb"}
+
+
+@dataclass(frozen=True)
+class Step:
+    number: int
+    title: str
+    ok: bool
+    evidence: str
+
+
+@dataclass(frozen=True)
+class Bar:
+    segments: tuple[tuple[int, str], ...]  # (height px, colour) from the top; "" = empty
+    spike: bool
+    title: str
+
+
+@dataclass(frozen=True)
+class Chart:
+    bars: tuple[Bar, ...]
+    days: tuple[tuple[str, int], ...]  # label, number of bars
+    peak: int
+    registered: int
+    unprovisioned: int
+
+
+@dataclass(frozen=True)
+class Command:
+    purpose: str
+    command: str
+
+
+@dataclass(frozen=True)
+class TenantReport:
+    tenant: str
+    recommendation: str
+    blocked_now: bool
+    ready_to_unblock: bool
+    score: float
+    data_state: str
+    last_event_utc: datetime | None
+    reasons: tuple[str, ...]
+    steps: tuple[Step, ...]
+    chart: Chart
+    domains: tuple[dict[str, Any], ...]
+    connectors: tuple[dict[str, Any], ...]
+    spikes: tuple[dict[str, Any], ...]
+    ndrs: tuple[dict[str, Any], ...]
+    next_steps: tuple[Command, ...]
+    support_text: str
+
+    @property
+    def anchor(self) -> str:
+        """An id for links within the report: the slug, with anything else replaced."""
+        return "t-" + re.sub(r"[^a-z0-9_.-]", "-", self.tenant.lower())
+
+    @property
+    def last_event(self) -> str:
+        return _when(self.last_event_utc)
+
+    @property
+    def needs_attention(self) -> bool:
+        return self.recommendation == "block" or self.blocked_now or self.ready_to_unblock
+
+
+@dataclass(frozen=True)
+class Report:
+    as_of: date
+    as_of_utc: datetime
+    window_days: int
+    tenants: tuple[TenantReport, ...]
+    quality: tuple[dict[str, Any], ...]
+    rejected_files: tuple[dict[str, Any], ...]
+
+    @property
+    def to_block(self) -> int:
+        return sum(t.recommendation == "block" for t in self.tenants)
+
+    @property
+    def blocked_now(self) -> int:
+        return sum(t.blocked_now for t in self.tenants)
+
+    @property
+    def ready(self) -> int:
+        return sum(t.ready_to_unblock for t in self.tenants)
+
+    @property
+    def headline(self) -> str:
+        n = self.to_block
+        text = f"{n} tenant{'s' if n != 1 else ''} to block"
+        if self.blocked_now:
+            text += f" ({self.blocked_now} blocked now)"
+        return f"{text}, {self.ready} ready to unblock"
+
+    @property
+    def attention(self) -> tuple[TenantReport, ...]:
+        return tuple(t for t in self.tenants if t.needs_attention)
+
+
+def _when(value: datetime | None) -> str:
+    return f"{value:%Y-%m-%d %H:%M} UTC" if value else "never"
+
+
+def ps_quote(text: str) -> str:
+    """A PowerShell single-quoted literal: nothing inside is interpreted; control characters
+    (a newline would end the command) are dropped."""
+    clean = "".join(ch for ch in text if ch.isprintable())
+    return "'" + clean.replace("'", "''") + "'"
+
+
+def latest_as_of(lake: Path) -> date:
+    with Session(lake) as session:
+        found = session.frame("SELECT max(as_of) AS d FROM verdicts")["d"][0]
+    if found is None:
+        raise ConfigError(f"{lake}: no verdicts yet; run `relaywatch detect` first")
+    return found
+
+
+def build(lake: Path, as_of: date, settings: DetectSettings,
+          tenant: str | None = None) -> Report:
+    with Session(lake) as session:
+        verdicts = session.run("report_verdicts", {"as_of": as_of, "tenant": tenant})
+        if verdicts.height == 0:
+            raise ConfigError(f"{lake}: no verdicts for {as_of}"
+                              + (f" and tenant {tenant!r}" if tenant else "")
+                              + f"; run `relaywatch detect --as-of {as_of}` first")
+        as_of_utc = verdicts["as_of_utc"].max()
+        since = as_of_utc - timedelta(days=settings.window_days)
+        window = {"since": since, "until": as_of_utc, "tenant": tenant}
+        findings = session.run("report_findings", {"as_of": as_of, "tenant": tenant})
+        hourly = session.run("hourly_outbound", window)
+        baseline = session.run("baseline_by_hour", {**window, "baseline_days":
+                                                    settings.baseline_days})
+        ndrs = session.run("ndr_daily", window)
+        quality = session.run("data_quality", {"tenant": tenant})
+        rejected = session.run("rejected_files", {"tenant": tenant})
+    tenants = tuple(
+        _tenant(v, findings.filter(pl.col("tenant") == v["tenant"]),
+                hourly.filter(pl.col("tenant") == v["tenant"]),
+                baseline.filter(pl.col("tenant") == v["tenant"]),
+                ndrs.filter(pl.col("tenant") == v["tenant"]), since, as_of_utc, settings)
+        for v in verdicts.iter_rows(named=True))
+    states = {t.tenant: t.data_state for t in tenants}
+    quality_rows = tuple({**q, "data_state": states.get(q["tenant"], "no_data")}
+                         for q in quality.iter_rows(named=True))
+    return Report(as_of, as_of_utc, settings.window_days, tenants, quality_rows,
+                  tuple(rejected.iter_rows(named=True)))
+
+
+def chart(hourly: pl.DataFrame, baseline: pl.DataFrame, spikes: set[datetime],
+          since: datetime, until: datetime) -> Chart:
+    """Hourly bars over the window: registered below, unregistered stacked on top, the
+    baseline as a 2-pixel mark, spiking hours flagged."""
+    by_hour = {r["hour"]: r for r in hourly.iter_rows(named=True)}
+    base = {(r["hour_of_day"], r["weekend"]): float(r["baseline"] or 0)
+            for r in baseline.iter_rows(named=True)}
+    start = since.replace(minute=0, second=0, microsecond=0)
+    hours = [start + timedelta(hours=i) for i in range(int((until - start).total_seconds()
+                                                          // 3600))]
+    values = [(by_hour.get(h, {}).get("registered", 0), by_hour.get(h, {}).get("unprovisioned", 0),
+               base.get((h.hour, h.isoweekday() >= 6), 0.0)) for h in hours]
+    peak = max([r + u for r, u, _ in values] + [b for _, _, b in values] + [1])
+    bars = []
+    for h, (reg, unp, bl) in zip(hours, values):
+        px = [""] * CHART_HEIGHT  # bottom-up
+        top_reg = round(reg / peak * CHART_HEIGHT)
+        top_all = round((reg + unp) / peak * CHART_HEIGHT)
+        for i in range(top_all):
+            px[i] = COLOURS["registered"] if i < top_reg else COLOURS["unprovisioned"]
+        if bl > 0:
+            mark = min(CHART_HEIGHT - 2, round(bl / peak * CHART_HEIGHT))
+            px[mark] = px[mark + 1] = COLOURS["baseline"]
+        segments: list[tuple[int, str]] = []
+        for colour in reversed(px):
+            if segments and segments[-1][1] == colour:
+                segments[-1] = (segments[-1][0] + 1, colour)
+            else:
+                segments.append((1, colour))
+        title = (f"{h:%a %d %b %H}:00 UTC: {reg:,} registered, {unp:,} unregistered, "
+                 f"baseline {bl:g}")
+        bars.append(Bar(tuple(segments), h in spikes, title))
+    days: list[tuple[str, int]] = []
+    for h in hours:
+        label = f"{h:%a %d}"
+        if days and days[-1][0] == label:
+            days[-1] = (label, days[-1][1] + 1)
+        else:
+            days.append((label, 1))
+    return Chart(tuple(bars), tuple(days), int(peak), sum(v[0] for v in values),
+                 sum(v[1] for v in values))
+
+
+def _evidence(rows: pl.DataFrame, detection: str) -> list[dict[str, Any]]:
+    out = []
+    for r in rows.filter(pl.col("detection") == detection).iter_rows(named=True):
+        out.append({**json.loads(r["evidence"]), "severity": r["severity"],
+                    "finding_reasons": r["reasons"], "first": _when(r["first_seen_utc"]),
+                    "last": _when(r["last_seen_utc"])})
+    return out
+
+
+def _tenant(v: dict[str, Any], findings: pl.DataFrame, hourly: pl.DataFrame,
+            baseline: pl.DataFrame, ndrs: pl.DataFrame, since: datetime, until: datetime,
+            settings: DetectSettings) -> TenantReport:
+    steps = tuple(Step(i, STEP_TITLES[i - 1], bool(v[f"step{i}_ok"]), v[f"step{i}_evidence"])
+                  for i in range(1, len(CHECKLIST) + 1))
+    spikes = _evidence(findings, "volume_spike")
+    spike_hours = {datetime.fromisoformat(h) for s in spikes if s["scope"] == "tenant"
+                   for h in s.get("hours") or ()}
+    domains = _evidence(findings, "unprovisioned_domain")
+    connectors = _evidence(findings, "suspicious_connector")
+    ready = v["recommendation"] == "unblock" and bool(v["block_code"]) and bool(v["step4_ok"])
+    report = TenantReport(
+        v["tenant"], v["recommendation"], bool(v["blocked_now"]), ready, float(v["score"]),
+        v["data_state"], v["last_event_utc"], tuple(v["reasons"]), steps,
+        chart(hourly, baseline, spike_hours, since, until), tuple(domains), tuple(connectors),
+        tuple(spikes), tuple(ndrs.iter_rows(named=True)), (), v["step4_evidence"]
+        if ready else "")
+    return replace(report, next_steps=next_steps(report, since, until, settings))
+
+
+def next_steps(t: TenantReport, since: datetime, until: datetime,
+               settings: DetectSettings) -> tuple[Command, ...]:
+    """What to do, in order, as commands filled in with this tenant's values."""
+    start, end = f"{since:%Y-%m-%d}", f"{until + timedelta(days=1):%Y-%m-%d}"
+    out: list[Command] = []
+    if t.data_state != "fresh":
+        out.append(Command("Export fresh message trace data (the last export is too old "
+                           "to vouch for the tenant), then rerun relaywatch",
+                           f"Get-MessageTraceV2 -StartDate {start} -EndDate {end} -ResultSize "
+                           "5000 | Export-Csv messagetrace.csv -NoTypeInformation"))
+    if t.recommendation != "block" and not t.blocked_now:
+        return tuple(out)
+    out.append(Command("Connect to Exchange Online PowerShell", "Connect-ExchangeOnline"))
+    out.append(Command("List inbound connectors, newest first, with their creation times",
+                       "Get-InboundConnector | Sort-Object WhenCreatedUTC -Descending | "
+                       "Format-Table Name,ConnectorType,Enabled,SenderIPAddresses,"
+                       "SenderDomains,WhenCreatedUTC,WhenChangedUTC -AutoSize"))
+    for c in t.connectors:
+        if not c["suspicious"]:
+            continue
+        name = ps_quote(c["connector"])
+        out.append(Command(f"Disable the unusual connector {c['connector']!r} now "
+                           "(keeps it for the investigation)",
+                           f"Set-InboundConnector -Identity {name} -Enabled $false"))
+        out.append(Command("Remove it once you have confirmed nobody in the organisation "
+                           "created it", f"Remove-InboundConnector -Identity {name} "
+                                         "-Confirm:$false"))
+        if c.get("created_by"):
+            out.append(Command(f"{c['created_by']} created it: reset that account's password, "
+                               "revoke its sessions, and review what else it did",
+                               f"Search-UnifiedAuditLog -StartDate {start} -EndDate {end} "
+                               f"-UserIds {ps_quote(c['created_by'])} -ResultSize 5000 | "
+                               "Export-Csv audit_admin.csv -NoTypeInformation"))
+    relaying = [d for d in t.domains if d["severity"] == "compromise"]
+    if relaying:
+        out.append(Command("List the accepted domains; register only domains you own and "
+                           "send from legitimately (New-AcceptedDomain -Name d -DomainName d "
+                           "-DomainType Authoritative), never the spam domains below",
+                           "Get-AcceptedDomain | Format-Table DomainName,DomainType,"
+                           "MatchSubDomains -AutoSize"))
+        for d in relaying[:3]:
+            out.append(Command(f"Trace mail sent from {d['domain']}",
+                               f"Get-MessageTraceV2 -SenderAddress {ps_quote('*@' + d['domain'])}"
+                               f" -StartDate {start} -EndDate {end}"))
+        ips = sorted({ip for d in relaying for ip in d.get("client_ips") or ()})[:8]
+        if ips:
+            out.append(Command("On the on-premises Exchange servers, find which receive "
+                               "connectors accept these IPs and close open relays: "
+                               + ", ".join(ips),
+                               "Get-ReceiveConnector | Format-List Name,Bindings,"
+                               "RemoteIPRanges,PermissionGroups,AuthMechanism"))
+    out.append(Command("Export who changed connectors in the window, and feed it to "
+                       "relaywatch with the next exports",
+                       f"Search-UnifiedAuditLog -StartDate {start} -EndDate {end} -Operations "
+                       "New-InboundConnector,Set-InboundConnector,Remove-InboundConnector,"
+                       "New-AcceptedDomain -ResultSize 5000 | Export-Csv audit_log.csv "
+                       "-NoTypeInformation"))
+    out.append(Command(f"When steps 1-3 are green for {settings.clean_hours} h, open a "
+                       "support case to lift the block, quoting the evidence relaywatch "
+                       "prints under step 4", "Get-AcceptedDomain; Get-InboundConnector"))
+    return tuple(out)
+
+
+def verdicts_json(report: Report) -> list[dict[str, Any]]:
+    """The verdicts.json contract: one object per tenant (design.md, "Verdicts")."""
+    out = []
+    for t in report.tenants:
+        out.append({
+            "tenant": t.tenant, "as_of": report.as_of.isoformat(),
+            "recommendation": t.recommendation, "blocked_now": t.blocked_now,
+            "score": t.score, "reasons": list(t.reasons), "data_state": t.data_state,
+            "last_event_utc": t.last_event_utc.isoformat() if t.last_event_utc else None,
+            "ready_to_unblock": t.ready_to_unblock,
+            "checklist": [{"step": s.number, "title": s.title, "ok": s.ok,
+                           "evidence": s.evidence} for s in t.steps],
+        })
+    return out
+

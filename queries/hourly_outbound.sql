@@ -1,0 +1,14 @@
+-- Hourly outbound recipients per tenant, registered vs unregistered sender domains, and spam-signalled
+-- Example: since=2026-11-21 until=2026-11-28 tenant=contoso
+-- Only hours with outbound mail are returned (the report fills the gaps with zero).
+-- tenant = NULL means every tenant.
+SELECT tenant, date_trunc('hour', received_utc) AS hour,
+       count(*) FILTER (WHERE NOT coalesce(sender_unprovisioned OR envelope_unprovisioned, false))
+           AS registered,
+       count(*) FILTER (WHERE sender_unprovisioned OR envelope_unprovisioned) AS unprovisioned,
+       count(*) FILTER (WHERE spam_signal) AS spam
+FROM outbound_mail
+WHERE in_period(date, received_utc, $since, $until)
+  AND ($tenant::VARCHAR IS NULL OR tenant = $tenant::VARCHAR)
+GROUP BY ALL
+ORDER BY tenant, hour
