@@ -17,9 +17,8 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	@test -d sample_logs/inbox || $(BIN)/relaywatch generate --out sample_logs --preset sample
-	$(BIN)/relaywatch ingest sample_logs/inbox --lake demo/lake
-	$(BIN)/relaywatch detect --lake demo/lake --as-of $(SAMPLE_AS_OF)
-	$(BIN)/relaywatch report --lake demo/lake --out demo/reports --as-of $(SAMPLE_AS_OF) > /dev/null
+	$(BIN)/relaywatch nightly --inbox sample_logs/inbox --lake demo/lake --reports demo/reports \
+		--as-of $(SAMPLE_AS_OF) --no-email || test $$? -eq 3
 	@echo "relaywatch: lake in $(CURDIR)/demo/lake (columns: docs/data-dictionary.md)"
 	@echo "relaywatch: report at $(CURDIR)/demo/reports/$(SAMPLE_AS_OF)/report.html (and report.txt, verdicts.json, tenants/)"
 

@@ -180,10 +180,13 @@ def report(obj: dict, lake: Path | None, out: Path | None, as_of, tenant: str | 
     """
     from pipeline import render, report as report_mod
 
+    from pipeline.lake import Lake
+
     s = obj["settings"].with_overrides(lake=lake, reports=out)
-    day = as_of.date() if as_of else report_mod.latest_as_of(s.lake)
-    built = report_mod.build(s.lake, day, s.detect, tenant)
-    folder = render.write(built, s.reports)
+    with Lake(s.lake).locked():
+        day = as_of.date() if as_of else report_mod.latest_as_of(s.lake)
+        built = report_mod.build(s.lake, day, s.detect, tenant)
+        folder = render.write(built, s.reports)
     log.info("report: %s; %d tenants", built.headline, len(built.tenants))
     click.echo(str(folder / "report.html"))
 
@@ -217,16 +220,70 @@ def email(obj: dict, report_dir: Path, to: tuple[str, ...], smtp_host: str | Non
     from pipeline import mail
 
     conf = obj["settings"].email
-    mode = security or conf.get("security", "none")
-    smtp = mail.SmtpSettings(
-        host=smtp_host or conf.get("host", "localhost"),
-        port=smtp_port or int(conf.get("port", {"ssl": 465, "starttls": 587}.get(mode, 25))),
-        security=mode, user=smtp_user or conf.get("user"),
-        sender=sender or conf.get("from", "relaywatch@localhost"),
-        tenants={k: tuple(v) for k, v in conf.get("tenants", {}).items()})
+    smtp = mail.smtp_settings(conf, smtp_host, smtp_port, security, smtp_user, sender)
     sent = mail.send(report_dir, list(to) or list(conf.get("to", [])), smtp, mail.password())
     for what, rcpts in sent:
         log.info("email: %s sent to %s", what, ", ".join(rcpts))
+
+
+@cli.command()
+@click.option("--inbox", type=click.Path(file_okay=False, path_type=Path),
+              help="Inbox folder <inbox>/<tenant>/<files> (default: inbox, or [paths] inbox).")
+@LAKE_OPTION
+@click.option("--reports", type=click.Path(file_okay=False, path_type=Path),
+              help="Reports folder (default: reports, or [paths] reports).")
+@click.option("--as-of", "as_of", metavar="DATE",
+              help="Judge the data before this moment (default: now).")
+@click.option("--email-to", multiple=True, metavar="ADDR",
+              help="Send the overview here (repeatable; default: [email] to).")
+@click.option("--no-email", is_flag=True, help="Write the report but do not send it.")
+@click.option("--keep-days", type=click.IntRange(1, None),
+              help="Retention: drop lake partitions older than this many days.")
+@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also append the log (with timestamps) to this file.")
+@click.pass_obj
+def nightly(obj: dict, inbox: Path | None, lake: Path | None, reports: Path | None,
+            as_of: str | None, email_to: tuple[str, ...], no_email: bool,
+            keep_days: int | None, log_file: Path | None) -> None:
+    """The whole job for cron: ingest new files, detect, report, email, retention.
+
+    One run per lake at a time (a second exits at once with code 4). Exit codes: 0 done,
+    1 a stage failed (the summary says which), 2 usage, 3 done but input files were
+    rejected, 4 another run holds the lake. With --quiet nothing is printed on success.
+
+    \b
+    Examples:
+      relaywatch nightly --inbox /srv/exports --lake /srv/lake --reports /srv/reports --no-email
+      relaywatch -q nightly --inbox /srv/exports --email-to soc@msp.example --keep-days 90 \\
+          --log-file /var/log/relaywatch.log
+    """
+    import time
+
+    from pipeline import detect as detect_mod, mail, nightly as nightly_mod
+
+    handler = log.handlers[0]
+    stamp = logging.Formatter("%(asctime)s relaywatch: %(message)s", "%Y-%m-%dT%H:%M:%SZ")
+    stamp.converter = time.gmtime
+    handler.setFormatter(stamp)
+    if log_file:
+        to_file = logging.FileHandler(log_file, encoding="utf-8")
+        to_file.setFormatter(stamp)
+        to_file.setLevel(logging.INFO)
+        log.addHandler(to_file)
+        log.setLevel(min(log.level, logging.INFO))
+        handler.setLevel(logging.WARNING if obj["quiet"] else logging.INFO)
+    s = obj["settings"].with_overrides(inbox=inbox, lake=lake, reports=reports)
+    smtp = mail.smtp_settings(s.email)
+    recipients = None if no_email else list(email_to) or list(s.email.get("to", []))
+    if recipients is not None and not recipients and not smtp.tenants:
+        raise ConfigError("nightly emails the report: give --email-to ADDR, set [email] to in "
+                          "relaywatch.toml, or pass --no-email")
+    outcome = nightly_mod.run(s, s.inbox, detect_mod.parse_as_of(as_of), recipients,
+                              None if no_email else smtp, keep_days)
+    code = outcome.exit_code
+    if code or not obj["quiet"]:
+        click.echo(outcome.summary())
+    sys.exit(code)
 
 
 @cli.command()

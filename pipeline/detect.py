@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from pipeline import schema, verdict
+from pipeline import faults, schema, verdict
 from pipeline.errors import ConfigError
 from pipeline.lake import Lake
 from pipeline.settings import DetectSettings, Settings
@@ -89,7 +89,7 @@ def detect(settings: Settings, as_of: datetime, tenant: str | None = None) -> Re
     if not (settings.lake / "messages").is_dir() and not (settings.lake / "ingest_log").is_dir():
         raise ConfigError(f"{settings.lake}: no lake here; run `relaywatch ingest` first "
                           "or point --lake at one")
-    with lake.locked():
+    with lake.locked(), faults.stage("detect"):
         result = evaluate(settings.lake, Run(as_of, tenant, settings.detect))
         tenants = result.verdicts["tenant"].to_list()
         lake.replace_results("findings", as_of.date(), result.findings, tenants)

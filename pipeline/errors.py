@@ -9,6 +9,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3  # the run finished, but some input files or rows were rejected
+EXIT_LOCKED = 4  # another relaywatch process holds the lake; nothing was done
 EXIT_INTERRUPTED = 130
 
 
@@ -45,3 +46,5 @@ class LakeError(RelaywatchError):
 
 class LockError(LakeError):
     """Another relaywatch process holds the lake."""
+
+    exit_code = EXIT_LOCKED

@@ -129,8 +129,8 @@ def discover(paths: Iterable[Path], tenant: str | None) -> list[InputFile]:
             raise ConfigError(f"{path}: a single file needs --tenant SLUG (or put it in "
                               "<inbox>/<tenant>/ and ingest the inbox)")
         for child in sorted(path.iterdir()):
-            if child.name.startswith("."):
-                continue
+            if child.name.startswith(".") and not child.is_dir():
+                continue  # .DS_Store and friends; a hidden *folder* is refused below
             if child.is_symlink() and not _inside(child, path):
                 found.append(InputFile(child, "", child.name,
                                        "a symlink pointing outside the inbox"))
@@ -141,7 +141,7 @@ def discover(paths: Iterable[Path], tenant: str | None) -> list[InputFile]:
                     found += [InputFile(f.path, "", f.display,
                                         f"folder name {child.name!r} is not a valid tenant slug "
                                         "(a-z, 0-9, '.', '_', '-'; rename the folder)")
-                              for f in _walk(child, path, "", "_unassigned")]
+                              for f in _walk(child, path, "", child.name)]
             else:
                 found.append(InputFile(child, "", child.name,
                                        "not inside a tenant folder; move it to "
@@ -275,7 +275,8 @@ class Ingestor:
                 res.sha256, res.size = file_sha256(item.path)
             except OSError:
                 pass
-        kept = self.lake.keep_rejected(item.path, item.tenant, res.sha256 or "0" * 12, reason)
+        kept = self.lake.keep_rejected(item.path, item.tenant, res.sha256 or "0" * 12, reason,
+                                       item.display)
         log.debug("kept rejected file as %s", kept)
         self._finish(res)
         self.progress(res.size)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline import schema
+from pipeline import faults, schema
 from pipeline.errors import LakeError, LockError
 
 MANIFEST = "ingest_log/manifest.parquet"
@@ -30,18 +29,9 @@ MANIFEST = "ingest_log/manifest.parquet"
 _MSG_KEY = ("_msg", "recipient_address")
 
 
-def _fault_point() -> None:
-    """Fault injection for the crash tests: RELAYWATCH_FAULT_AFTER_WRITES=N kills this
-    process with SIGKILL between writing the N-th temporary file and renaming it."""
-    global _WRITES
-    limit = os.environ.get("RELAYWATCH_FAULT_AFTER_WRITES")
-    if limit:
-        _WRITES += 1
-        if _WRITES >= int(limit):
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
-_WRITES = 0
+# Lakes this process holds the lock of (and how deeply), so nested stages of one run
+# (nightly → ingest → detect) share the lock instead of refusing themselves.
+_HELD: dict[Path, int] = {}
 
 
 class Lake:
@@ -53,6 +43,14 @@ class Lake:
     @contextmanager
     def locked(self) -> Iterator[None]:
         self.root.mkdir(parents=True, exist_ok=True)
+        key = self.root.resolve()
+        if _HELD.get(key):
+            _HELD[key] += 1
+            try:
+                yield
+            finally:
+                _HELD[key] -= 1
+            return
         fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             try:
@@ -66,8 +64,11 @@ class Lake:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"relaywatch pid {os.getpid()}\n".encode(), 0)
             self._sweep_temporaries()
+            _HELD[key] = 1
+            faults.locked_point()
             yield
         finally:
+            _HELD.pop(key, None)
             os.close(fd)
 
     def _sweep_temporaries(self) -> None:
@@ -84,7 +85,7 @@ class Lake:
             df.write_parquet(tmp, compression="zstd", statistics=True)
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
-            _fault_point()
+            faults.write_point()
             os.replace(tmp, target)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
@@ -137,8 +138,14 @@ class Lake:
         return target
 
     def drop_partitions_before(self, cutoff: date) -> list[Path]:
+        """Retention: remove message partitions (and findings/verdicts days) before
+        `cutoff`. Raw exports are not in the lake and are never touched; the manifest keeps
+        its rows, so the same exports are not ingested again."""
         dropped = []
-        for part in sorted((self.root / "messages").glob("tenant=*/date=*")):
+        parts = [*(self.root / "messages").glob("tenant=*/date=*"),
+                 *(self.root / "findings").glob("as_of=*"),
+                 *(self.root / "verdicts").glob("as_of=*")]
+        for part in sorted(parts):
             if date.fromisoformat(part.name.split("=", 1)[1]) < cutoff:
                 shutil.rmtree(part)
                 dropped.append(part)
@@ -167,12 +174,16 @@ class Lake:
 
     # ------------------------------------------------------------ rejected files
 
-    def keep_rejected(self, source: Path, tenant: str, sha: str, reason: str) -> Path:
+    def keep_rejected(self, source: Path, tenant: str, sha: str, reason: str,
+                      display: str = "") -> Path:
         """Copy a file that could not be read to rejected/<tenant>/ with a .reason beside it.
 
         The original stays where it was: ingestion never modifies or deletes raw exports.
         """
-        safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in source.name)[:120]
+        # named after the file's place in the inbox, so equal files from two folders keep
+        # their own reasons; only safe characters reach the path
+        name = display.split("/", 1)[-1] if tenant else display or source.name
+        safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)[:120]
         folder = self.root / "rejected" / (tenant or "_unassigned")
         target = folder / f"{sha[:12]}-{safe.lstrip('.') or 'file'}"
         folder.mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,21 @@ class SmtpSettings:
     tenants: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
+def smtp_settings(conf: Mapping[str, object], host: str | None = None, port: int | None = None,
+                  security: str | None = None, user: str | None = None,
+                  sender: str | None = None) -> SmtpSettings:
+    """[email] settings, overridden by whatever flags were given."""
+    mode = str(security or conf.get("security", "none"))
+    default_port = {"ssl": 465, "starttls": 587}.get(mode, 25)
+    tenants = conf.get("tenants", {})
+    return SmtpSettings(
+        host=host or str(conf.get("host", "localhost")),
+        port=port or int(conf.get("port", default_port)),  # type: ignore[call-overload]
+        security=mode, user=user or conf.get("user"),  # type: ignore[arg-type]
+        sender=sender or str(conf.get("from", "relaywatch@localhost")),
+        tenants={k: tuple(v) for k, v in tenants.items()})  # type: ignore[union-attr]
+
+
 def password(environ: Mapping[str, str] | None = None) -> str | None:
     env = os.environ if environ is None else environ
     if env.get("RELAYWATCH_SMTP_PASSWORD"):

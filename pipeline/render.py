@@ -17,6 +17,7 @@ from pathlib import Path
 import css_inline
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from pipeline import faults
 from pipeline.errors import ConfigError
 from pipeline.report import COLOURS, Report, verdicts_json
 
@@ -62,8 +63,11 @@ def write(report: Report, out: Path) -> Path:
         one = render(for_tenant(report, t.tenant), single=True)
         files[f"tenants/{t.tenant}.html"] = one.html
         files[f"tenants/{t.tenant}.txt"] = one.text
-    for name, text in files.items():
-        _atomic(folder / name, text)
+    for leftover in folder.rglob(".tmp-*") if folder.is_dir() else ():
+        leftover.unlink(missing_ok=True)  # from a run killed mid-write (callers hold the lock)
+    with faults.stage("report"):
+        for name, text in files.items():
+            _atomic(folder / name, text)
     return folder
 
 
@@ -75,6 +79,7 @@ def _atomic(path: Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        faults.write_point()
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

@@ -114,9 +114,9 @@ def test_bad_files_are_kept_with_reasons_and_the_rest_goes_on(inbox: Path, tmp_p
     report = ingest([inbox], Settings(lake=tmp_path / "lake"))
     rejected = {f.display: f.reason for f in report.files if f.status == "rejected"}
     assert set(rejected) == {"contoso/notes.csv", "contoso/cut.csv", "contoso/zero.csv",
-                             "_unassigned/x.csv", "loose.csv", "fabrikam/link.csv"}
+                             "Bad Tenant/x.csv", "loose.csv", "fabrikam/link.csv"}
     assert rejected["fabrikam/link.csv"] == "a symlink pointing outside the inbox"
-    assert rejected["_unassigned/x.csv"].startswith("folder name 'Bad Tenant' is not a valid")
+    assert rejected["Bad Tenant/x.csv"].startswith("folder name 'Bad Tenant' is not a valid")
     assert report.count("ingested") > 10
     assert tree_bytes(inbox) == originals  # raw exports never modified
     kept = tmp_path / "lake" / "rejected"
@@ -135,12 +135,25 @@ def test_unsafe_tenant_option_is_refused(tmp_path: Path) -> None:
 
 
 def test_second_writer_is_refused_while_the_lake_is_locked(tmp_path: Path) -> None:
-    lake = Lake(tmp_path / "lake")
-    with lake.locked():
-        with pytest.raises(LockError, match="the lake is in use by relaywatch pid"):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pipeline.lake import Lake\n"
+         "with Lake(sys.argv[1]).locked():\n print('held', flush=True); time.sleep(60)",
+         str(tmp_path / "lake")], stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(LockError, match=f"the lake is in use by relaywatch pid {holder.pid}"):
             ingest([DATA / "messagetrace_ps51.csv"], Settings(lake=tmp_path / "lake"),
                    tenant="contoso")
+    finally:
+        holder.kill()
+        holder.wait()
+    # released by the kernel when its holder died: the next writer goes ahead
     ingest([DATA / "messagetrace_ps51.csv"], Settings(lake=tmp_path / "lake"), tenant="contoso")
+    # one process may nest stages under its own lock
+    with Lake(tmp_path / "lake").locked():
+        ingest([DATA / "messagetrace_ps51.csv"], Settings(lake=tmp_path / "lake"),
+               tenant="contoso")
 
 
 @pytest.mark.parametrize("kill_after", [1, 9, 25, 60])

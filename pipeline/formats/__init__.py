@@ -16,7 +16,7 @@ import polars as pl
 
 from pipeline.errors import InputFormatError
 from pipeline.formats import audit, config, messagetrace, tracking
-from pipeline.formats.common import Context, Parsed, TabularFormat
+from pipeline.formats.common import Context, Parsed, TabularFormat, reject_rows
 from pipeline.formats.source import Head, read_csv_frame, read_head, read_json_records, records_frame
 from pipeline.normalize import header_key
 
@@ -108,6 +108,33 @@ def _json_keys(text: str, file: str) -> list[str]:
 
 def read(path: Path, sniffed: Sniffed, ctx: Context) -> Parsed:
     """Parse the whole file into canonical rows and row rejects."""
+    return without_oversized_fields(_read(path, sniffed, ctx))
+
+
+# No field of a real export comes near this (subjects are cut at 255 characters in traces,
+# audit parameters at a few KB); a row that holds more is broken or hostile.
+MAX_FIELD = 65_536
+
+
+def without_oversized_fields(parsed: Parsed) -> Parsed:
+    """Move rows with a text field over MAX_FIELD characters to the rejects."""
+    text = [c for c, t in parsed.rows.schema.items() if t == pl.String]
+    if not text or "source_line" not in parsed.rows.columns:
+        return parsed
+    checks = [(pl.col(c).str.len_bytes() > MAX_FIELD,
+               f"field {c} is longer than {MAX_FIELD:,} bytes (a broken or hostile export)",
+               pl.col(c)) for c in text]
+    rows = parsed.rows.rename({"source_line": "_line"})
+    good, rejects = reject_rows(rows, checks)
+    if rejects.height == 0:
+        return parsed
+    parsed.rows = good.rename({"_line": "source_line"})
+    parsed.rejects = pl.concat([parsed.rejects, rejects.select(parsed.rejects.columns)],
+                               how="vertical_relaxed")
+    return parsed
+
+
+def _read(path: Path, sniffed: Sniffed, ctx: Context) -> Parsed:
     if sniffed.container == "msgtrk":
         return tracking.read_msgtrk(path, sniffed.head, ctx)
     fmt = next(f for f in TABULAR if f.name == sniffed.format)
