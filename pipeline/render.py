@@ -47,7 +47,8 @@ def for_tenant(report: Report, tenant: str) -> Report:
     return replace(report, tenants=tuple(t for t in report.tenants if t.tenant == tenant),
                    quality=tuple(q for q in report.quality if q["tenant"] == tenant),
                    rejected_files=tuple(f for f in report.rejected_files
-                                        if f["tenant"] == tenant))
+                                        if f["tenant"] == tenant),
+                   rejected_rows=tuple(r for r in report.rejected_rows if r["tenant"] == tenant))
 
 
 def write(report: Report, out: Path) -> Path:

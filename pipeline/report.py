@@ -98,6 +98,7 @@ class Report:
     tenants: tuple[TenantReport, ...]
     quality: tuple[dict[str, Any], ...]
     rejected_files: tuple[dict[str, Any], ...]
+    rejected_rows: tuple[dict[str, Any], ...] = ()
 
     @property
     def to_block(self) -> int:
@@ -161,17 +162,19 @@ def build(lake: Path, as_of: date, settings: DetectSettings,
         ndrs = session.run("ndr_daily", window)
         quality = session.run("data_quality", {"tenant": tenant})
         rejected = session.run("rejected_files", {"tenant": tenant})
+        bad_rows = session.run("rejected_rows", {"tenant": tenant})
     tenants = tuple(
         _tenant(v, findings.filter(pl.col("tenant") == v["tenant"]),
                 hourly.filter(pl.col("tenant") == v["tenant"]),
                 baseline.filter(pl.col("tenant") == v["tenant"]),
                 ndrs.filter(pl.col("tenant") == v["tenant"]), since, as_of_utc, settings)
         for v in verdicts.iter_rows(named=True))
-    states = {t.tenant: t.data_state for t in tenants}
-    quality_rows = tuple({**q, "data_state": states.get(q["tenant"], "no_data")}
+    states = {t.tenant: (t.data_state, t.last_event) for t in tenants}
+    quality_rows = tuple({**q, "data_state": states.get(q["tenant"], ("no_data", ""))[0],
+                          "last_event": states.get(q["tenant"], ("", "never"))[1]}
                          for q in quality.iter_rows(named=True))
     return Report(as_of, as_of_utc, settings.window_days, tenants, quality_rows,
-                  tuple(rejected.iter_rows(named=True)))
+                  tuple(rejected.iter_rows(named=True)), tuple(bad_rows.iter_rows(named=True)))
 
 
 def chart(hourly: pl.DataFrame, baseline: pl.DataFrame, spikes: set[datetime],

@@ -182,6 +182,12 @@ def test_bad_input_tour(tmp_path: Path) -> None:
     assert reason == "field subject is longer than 65,536 bytes (a broken or hostile export)"
     v = verdicts(tmp_path)
     assert v["good"]["data_state"] in ("fresh", "stale")
+    text = (tmp_path / "reports" / AS_OF / "report.txt").read_text()
+    assert "  rejected file: good/empty.csv: good/empty.csv: the file is empty; export it " \
+           "again\n" in text
+    assert "  rejected rows: good/huge_field.csv: 1 from line 2: field subject is longer than " \
+           "65,536 bytes" in text
+    assert "rejected file: Bad Name/t.csv: folder name 'Bad Name' is not a valid" in text
     import polars as pl
 
     rows = pl.read_parquet(tmp_path / "lake" / "messages", hive_partitioning=True)
