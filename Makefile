@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # sample_logs/ ends on 2026-11-27: judge it as the nightly run of the next day would
 SAMPLE_AS_OF := 2026-11-28
 
-.PHONY: demo test sample clean
+.PHONY: demo test bench sample clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; run 'make PYTHON=python3 ...'" >&2; exit 2; }
@@ -24,6 +24,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Not part of `make test`: minutes at full size. BENCH_SCALE=0.1 for a quick look.
+bench: $(STAMP)
+	$(BIN)/python tests/bench/bench.py
 
 sample: $(STAMP)
 	rm -rf sample_logs/inbox

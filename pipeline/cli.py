@@ -80,9 +80,11 @@ def cli(ctx: click.Context, config: Path | None, quiet: bool, debug: bool) -> No
               help="Day/month order of culture-formatted dates (default: auto, from the file).")
 @click.option("--headerless-msgtrk", type=click.Choice(settings_mod.MSGTRK_FIELD_SETS),
               help="Field set for tracking-log rows that lack their #Fields header.")
+@click.option("--rehash", is_flag=True,
+              help="Hash every file, even those whose path, size and mtime are unchanged.")
 @click.pass_obj
 def ingest(obj: dict, paths: tuple[Path, ...], lake: Path | None, tenant: str | None,
-           date_order: str | None, headerless_msgtrk: str | None) -> None:
+           date_order: str | None, headerless_msgtrk: str | None, rehash: bool) -> None:
     """Ingest export files or an inbox folder (<inbox>/<tenant>/<files>) into the lake.
 
     Formats are recognised from the content, not the file name. Files already ingested
@@ -102,9 +104,9 @@ def ingest(obj: dict, paths: tuple[Path, ...], lake: Path | None, tenant: str | 
     total = ingest_mod.total_bytes(paths) if show_bar else 0
     if show_bar and total > 20_000_000:
         with click.progressbar(length=total, label="ingesting", file=sys.stderr) as bar:
-            report = ingest_mod.ingest(paths, s, tenant, progress=bar.update)
+            report = ingest_mod.ingest(paths, s, tenant, progress=bar.update, rehash=rehash)
     else:
-        report = ingest_mod.ingest(paths, s, tenant)
+        report = ingest_mod.ingest(paths, s, tenant, rehash=rehash)
     for f in report.files:
         (log.warning if f.status == "rejected" else log.info)("ingest: %s", f.summary())
     ingested = report.count("ingested")
@@ -241,10 +243,12 @@ def email(obj: dict, report_dir: Path, to: tuple[str, ...], smtp_host: str | Non
               help="Retention: drop lake partitions older than this many days.")
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also append the log (with timestamps) to this file.")
+@click.option("--rehash", is_flag=True,
+              help="Hash every inbox file, even those whose path, size and mtime are unchanged.")
 @click.pass_obj
 def nightly(obj: dict, inbox: Path | None, lake: Path | None, reports: Path | None,
             as_of: str | None, email_to: tuple[str, ...], no_email: bool,
-            keep_days: int | None, log_file: Path | None) -> None:
+            keep_days: int | None, log_file: Path | None, rehash: bool) -> None:
     """The whole job for cron: ingest new files, detect, report, email, retention.
 
     One run per lake at a time (a second exits at once with code 4). Exit codes: 0 done,
@@ -279,7 +283,7 @@ def nightly(obj: dict, inbox: Path | None, lake: Path | None, reports: Path | No
         raise ConfigError("nightly emails the report: give --email-to ADDR, set [email] to in "
                           "relaywatch.toml, or pass --no-email")
     outcome = nightly_mod.run(s, s.inbox, detect_mod.parse_as_of(as_of), recipients,
-                              None if no_email else smtp, keep_days)
+                              None if no_email else smtp, keep_days, rehash)
     code = outcome.exit_code
     if code or not obj["quiet"]:
         click.echo(outcome.summary())
@@ -315,9 +319,14 @@ def schema(markdown: bool) -> None:
 @click.option("--end", "end_date", type=click.DateTime(["%Y-%m-%d"]),
               help="Last day of traffic (default: 2026-11-27).")
 @click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--single-file", "single", type=click.Choice(["utf-8", "utf-16-le",
+                                                           "utf-16-le-bom"]),
+              help="Instead of an inbox, one large tenant's historical-search summary in this "
+                   "encoding, of about --rows recipient rows (benchmarks).")
 @click.pass_obj
 def generate(obj: dict, out: Path, preset: str, days: int | None, tenants: int | None,
-             rows: int | None, end_date, seed: int) -> None:  # type: ignore[no-untyped-def]
+             rows: int | None, end_date, seed: int,
+             single: str | None) -> None:  # type: ignore[no-untyped-def]
     """Write a deterministic, realistic multi-tenant inbox of exports.
 
     Weeks of traffic with daily and hourly rhythm, in several export formats, with a
@@ -327,9 +336,16 @@ def generate(obj: dict, out: Path, preset: str, days: int | None, tenants: int |
     Examples:
       relaywatch generate --out sample_logs
       relaywatch generate --out /tmp/big --preset bench --rows 5000000 --tenants 200
+      relaywatch generate --out /tmp/one --single-file utf-16-le --rows 5000000
     """
     from pipeline import generate as gen
 
+    if single:
+        target = out / "inbox" / "bigco" / f"historical_search_{single}.csv"
+        n = gen.write_historical(target, rows or 1_000_000, single, days or 28,
+                                 end_date.date() if end_date else gen.Spec.end, seed)
+        log.info("generate: %s: %s rows", target, f"{n:,}")
+        return
     spec = gen.Spec.preset(preset, days=days, tenants=tenants, rows=rows,
                            end=end_date.date() if end_date else None, seed=seed)
     written = gen.write_inbox(out / "inbox", spec)

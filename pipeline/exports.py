@@ -122,6 +122,28 @@ SUMMARY_FIELDS = ["origin_timestamp_utc", "sender_address", "recipient_status",
 
 def historical_summary(path: Path, rows: Sequence[Row], encoding: str = "utf-16-le") -> None:
     """The EAC enhanced summary report: one line per message, UTF-16LE (BOM optional)."""
+    _write_text(path, _csv(SUMMARY_FIELDS, summary_lines(rows)), encoding)
+
+
+def historical_summary_stream(path: Path, days: Iterable[Sequence[Row]],
+                              encoding: str = "utf-8") -> int:
+    """The same report written a day at a time (for files of millions of rows); returns
+    the recipient rows written."""
+    codec = "utf-16-le" if encoding.startswith("utf-16") else encoding
+    n = 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        if encoding == "utf-16-le-bom":
+            fh.write(b"\xff\xfe")
+        fh.write(_csv(SUMMARY_FIELDS, []).encode(codec))
+        for rows in days:
+            text = _csv(SUMMARY_FIELDS, summary_lines(rows))
+            fh.write(text[text.index("\r\n") + 2:].encode(codec))
+            n += len(rows)
+    return n
+
+
+def summary_lines(rows: Sequence[Row]) -> list[list[Any]]:
     by_msg: dict[str, list[Row]] = {}
     for r in rows:
         by_msg.setdefault(r["network_message_id"], []).append(r)
@@ -135,7 +157,7 @@ def historical_summary(path: Path, rows: Sequence[Row], encoding: str = "utf-16-
                       r["network_message_id"], r.get("client_ip"),
                       "Incoming" if r.get("direction") == "inbound" else "Originating",
                       r.get("connector"), "Normal"])
-    _write_text(path, _csv(SUMMARY_FIELDS, lines), encoding)
+    return lines
 
 
 def tracking_log(path: Path, events: Sequence[Row], version: str = "15.01.2375.007") -> None:

@@ -162,6 +162,22 @@ def _detail_events(rows: list[dict]) -> list[dict]:
     return out
 
 
+def write_historical(path: Path, rows: int, encoding: str = "utf-8", days: int = 28,
+                     end: date = Spec.end, seed: int = 7) -> int:
+    """One large tenant's historical-search summary report of about `rows` recipient rows
+    (the benchmark's single big file), written a day at a time."""
+    t = Tenant("bigco", "bigco.com", random.Random(seed), 1)
+    weekdays = sum(1 for i in range(days) if (end - timedelta(days=i)).weekday() < 5)
+    t.per_day = max(1, int(rows / 1.6 / (weekdays + 0.25 * (days - weekdays))))
+    span = [end - timedelta(days=days - 1 - i) for i in range(days)]
+    written = exports.historical_summary_stream(
+        path, (sorted(t.ordinary_day(d), key=lambda r: r["received_utc"]) for d in span),
+        encoding)
+    stamp = _at(end + timedelta(days=1), 1).timestamp()
+    os.utime(path, (stamp, stamp))
+    return written
+
+
 def write_inbox(inbox: Path, spec: Spec) -> list[tuple[Path, int]]:
     rng = random.Random(spec.seed)
     days = [spec.end - timedelta(days=spec.days - 1 - i) for i in range(spec.days)]

@@ -60,6 +60,7 @@ class FileResult:
     seconds: float = 0.0
     first_event: datetime | None = None
     last_event: datetime | None = None
+    mtime_ns: int | None = None
 
     def summary(self) -> str:
         if self.status == "skipped":
@@ -192,16 +193,22 @@ class Ingestor:
         self._unrecorded: list[FileResult] = []
         self._own: dict[str, set[str]] = {}
 
-    def run(self, items: list[InputFile]) -> IngestReport:
+    def run(self, items: list[InputFile], rehash: bool = False) -> IngestReport:
         done = self.lake.already_ingested()
-        queue: list[tuple[InputFile, formats.Sniffed, str, int]] = []
+        # unchanged files (same path, size and mtime as when hashed) are not read again, so
+        # a night with one new file reads one file, not the whole inbox
+        known = {} if rehash else self.lake.known_files()
+        queue: list[tuple[InputFile, formats.Sniffed, str, int, int | None]] = []
         for item in items:
             res = FileResult(item.display, item.tenant)
             if item.problem:
                 self._reject(item, res, item.problem)
                 continue
             try:
-                res.sha256, res.size = file_sha256(item.path)
+                st = item.path.stat()
+                res.mtime_ns = st.st_mtime_ns
+                cached = known.get((item.tenant, item.display, st.st_size, st.st_mtime_ns))
+                res.sha256, res.size = (cached, st.st_size) if cached else file_sha256(item.path)
             except OSError as exc:
                 self._reject(item, res, f"cannot read the file ({exc.strerror})")
                 continue
@@ -215,17 +222,18 @@ class Ingestor:
             except InputFormatError as exc:
                 self._reject(item, res, str(exc))
                 continue
-            queue.append((item, sniffed, res.sha256, res.size))
+            queue.append((item, sniffed, res.sha256, res.size, res.mtime_ns))
         queue.sort(key=lambda q: formats.TABLE_ORDER.index(q[1].table))
-        for item, sniffed, sha, size in queue:
-            self._ingest_one(item, sniffed, sha, size)
+        for item, sniffed, sha, size, mtime_ns in queue:
+            self._ingest_one(item, sniffed, sha, size, mtime_ns)
         self._flush()
         self.lake.record(self._manifest_rows(self._unrecorded))
         return self.report
 
-    def _ingest_one(self, item: InputFile, sniffed: formats.Sniffed, sha: str, size: int) -> None:
+    def _ingest_one(self, item: InputFile, sniffed: formats.Sniffed, sha: str, size: int,
+                    mtime_ns: int | None = None) -> None:
         started = time.monotonic()
-        res = FileResult(item.display, item.tenant, sha, size, sniffed.format)
+        res = FileResult(item.display, item.tenant, sha, size, sniffed.format, mtime_ns=mtime_ns)
         own = self._own.setdefault(item.tenant, _own_domains(self.lake, item.tenant))
         mtime = datetime.fromtimestamp(item.path.stat().st_mtime, tz=timezone.utc)
         ctx = Context(item.display, item.tenant, mtime, self.settings.date_order,
@@ -295,19 +303,19 @@ class Ingestor:
             "size_bytes": r.size, "source_format": r.format, "status": r.status,
             "rows": r.rows, "rejected_rows": r.rejected_rows, "reason": r.reason or None,
             "first_event_utc": r.first_event, "last_event_utc": r.last_event,
-            "ingested_utc": now, "seconds": r.seconds,
+            "ingested_utc": now, "seconds": r.seconds, "file_mtime_ns": r.mtime_ns,
         } for r in results])
 
 
 def ingest(paths: Iterable[Path], settings: Settings, tenant: str | None = None,
-           progress: Callable[[int], None] | None = None) -> IngestReport:
+           progress: Callable[[int], None] | None = None, rehash: bool = False) -> IngestReport:
     """Ingest files and inbox folders into the lake named by the settings."""
     if tenant:
         check_slug(tenant)
     items = discover(paths, tenant)
     lake = Lake(settings.lake)
     with lake.locked():
-        return Ingestor(lake, settings, progress).run(items)
+        return Ingestor(lake, settings, progress).run(items, rehash)
 
 
 def total_bytes(paths: Iterable[Path]) -> int:

@@ -168,6 +168,13 @@ class Lake:
             ["tenant", "source_sha256", "source_file"], keep="last", maintain_order=True)
         self._write(merged, self.root / MANIFEST)
 
+    def known_files(self) -> dict[tuple[str, str, int, int], str]:
+        """(tenant, file, size, mtime_ns) → sha256 of files ingested before."""
+        m = self.manifest().filter((pl.col("status") == "ingested")
+                                   & pl.col("file_mtime_ns").is_not_null())
+        return {(t, f, s, ns): sha for t, f, s, ns, sha in m.select(
+            "tenant", "source_file", "size_bytes", "file_mtime_ns", "source_sha256").iter_rows()}
+
     def already_ingested(self) -> set[tuple[str, str]]:
         m = self.manifest().filter(pl.col("status") == "ingested")
         return set(m.select("tenant", "source_sha256").iter_rows())

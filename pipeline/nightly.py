@@ -61,7 +61,8 @@ class Outcome:
 
 
 def run(settings: Settings, inbox: Path, as_of: datetime, email_to: list[str] | None,
-        smtp: mail.SmtpSettings | None, keep_days: int | None = None) -> Outcome:
+        smtp: mail.SmtpSettings | None, keep_days: int | None = None,
+        rehash: bool = False) -> Outcome:
     """The whole job. email_to None means --no-email. Raises RelaywatchError only for what
     stops the run before it starts (usage, lock); later failures land in Outcome.failure."""
     if not Path(inbox).is_dir():
@@ -74,7 +75,7 @@ def run(settings: Settings, inbox: Path, as_of: datetime, email_to: list[str] | 
     lake = Lake(settings.lake)
     with lake.locked():
         try:
-            _stages(settings, Path(inbox), out, lake, email_to, smtp, keep_days)
+            _stages(settings, Path(inbox), out, lake, email_to, smtp, keep_days, rehash)
         except RelaywatchError as exc:
             out.failure = str(exc)
             log.error("nightly: %s", exc)
@@ -83,9 +84,9 @@ def run(settings: Settings, inbox: Path, as_of: datetime, email_to: list[str] | 
 
 def _stages(settings: Settings, inbox: Path, out: Outcome, lake: Lake,
             email_to: list[str] | None, smtp: mail.SmtpSettings | None,
-            keep_days: int | None) -> None:
+            keep_days: int | None, rehash: bool) -> None:
     log.info("nightly: ingesting %s", inbox)
-    got = ingest.ingest([inbox], settings)
+    got = ingest.ingest([inbox], settings, rehash=rehash)
     out.ingested, out.skipped, out.rejected = (got.count("ingested"), got.count("skipped"),
                                                got.count("rejected"))
     out.rows = sum(f.rows for f in got.files)

@@ -213,6 +213,10 @@ INGEST_LOG = Table(
         _c("last_event_utc", UTC_TS, "Latest event time in the file."),
         _c("ingested_utc", UTC_TS, "When this file was ingested."),
         _c("seconds", pl.Float64, "Time spent on the file."),
+        _c("file_mtime_ns", pl.Int64, "The file's modification time (ns) when it was hashed: "
+                                      "with the same path and size, a later run trusts the "
+                                      "hash instead of reading the file again (--rehash "
+                                      "reads every file)."),
     ),
 )
 

@@ -1,6 +1,7 @@
 -- Every tenant's data freshness and outbound volumes in the window and the baseline before it
 -- Example: as_of=2026-11-28 window_days=7 baseline_days=28 tenant=adatum
--- Tenants are those with anything in the lake (messages, snapshots, audit, manifest).
+-- Tenants are those with anything in the lake: messages in the window and baseline,
+-- snapshots, audit events or files in the manifest.
 -- last_event_utc is the latest message before as_of within window + baseline; the
 -- *_unprovisioned counts are outbound recipients from unregistered domains; last_*_utc
 -- give when the last unregistered-domain / spam-signalled outbound mail was seen.
@@ -8,6 +9,8 @@
 WITH b AS (SELECT * FROM detection_bounds($as_of, $window_days, $baseline_days)),
 tenants AS (
     SELECT tenant FROM ingest_log WHERE tenant <> ''
+    UNION SELECT m.tenant FROM messages AS m, b
+          WHERE in_period(m.date, m.received_utc, b.baseline_start, b.as_of)
     UNION SELECT tenant FROM accepted_domains
     UNION SELECT tenant FROM inbound_connectors
     UNION SELECT tenant FROM audit_events

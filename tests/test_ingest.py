@@ -176,3 +176,24 @@ def test_killed_during_a_write_a_rerun_completes_the_lake(inbox: Path, tmp_path:
     assert rerun.returncode == 0, rerun.stderr
     assert not any(p.name.startswith(".tmp-") for p in lake.rglob("*"))
     assert lake_digest(lake) == lake_digest(clean)
+
+
+def test_unchanged_files_are_not_read_again(inbox: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline import ingest as ingest_mod
+
+    s = Settings(lake=tmp_path / "lake")
+    first = ingest([inbox], s)
+    hashed: list[Path] = []
+    real = ingest_mod.file_sha256
+    monkeypatch.setattr(ingest_mod, "file_sha256", lambda p: hashed.append(p) or real(p))
+    again = ingest([inbox], s)
+    assert hashed == [] and again.count("skipped") == first.count("ingested")
+    changed = next(p for p in sorted(inbox.rglob("*.csv")))
+    changed.write_bytes(changed.read_bytes() + b"\r\n")   # new content, new mtime
+    third = ingest([inbox], s)
+    assert hashed == [changed]                            # only the changed file is read
+    assert (third.count("ingested"), third.count("skipped")) == (1, first.count("ingested") - 1)
+    hashed.clear()
+    ingest([inbox], s, rehash=True)
+    assert len(hashed) == first.count("ingested")

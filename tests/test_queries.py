@@ -213,3 +213,10 @@ def test_tenant_parameter_is_bound_not_spliced(build: LakeBuilder, hostile: str)
     build.domains("t", "t.com")
     assert run(build, "unprovisioned_senders", tenant=hostile).height == 0
     assert run(build, "unprovisioned_senders").height == 1
+
+
+def test_a_tenant_known_only_from_its_messages_is_judged(build: LakeBuilder) -> None:
+    build.send("lone", at(26, 9), "a@lone.example", 2)
+    (row,) = run(build, "tenant_activity").iter_rows(named=True)
+    assert (row["tenant"], row["window_outbound"], row["has_accepted_domains"]) == ("lone", 2,
+                                                                                    False)
