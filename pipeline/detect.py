@@ -20,15 +20,11 @@ from pipeline import faults, schema, verdict
 from pipeline.errors import ConfigError
 from pipeline.lake import Lake
 from pipeline.settings import DetectSettings, Settings
-from pipeline.sql import Session
+from pipeline.sql import PINNED_COLUMNS, Session
 
 DETECTIONS = ("tenant_activity", "unprovisioned_senders", "volume_spikes",
               "suspicious_connectors", "block_ndrs", "restricted_senders")
-# The message columns the detections read; only these, and only the lookback's days, are
-# loaded (once) for a detection run.
-COLUMNS = ("tenant", "date", "received_utc", "direction", "sender_address", "sender_domain",
-           "envelope_domain", "status", "ndr_code", "spam_verdict", "connector", "client_ip",
-           "network_message_id", "message_id", "source_format")
+COLUMNS = PINNED_COLUMNS
 
 
 def parse_as_of(text: str | None, now: datetime | None = None) -> datetime:

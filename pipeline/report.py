@@ -19,7 +19,7 @@ import polars as pl
 from pipeline.errors import ConfigError
 from pipeline.schema import CHECKLIST
 from pipeline.settings import DetectSettings
-from pipeline.sql import Session
+from pipeline.sql import PINNED_COLUMNS, Session
 
 STEP_TITLES = ("Every sending domain is registered", "No unusual inbound connectors",
                "On-premises side no longer relays spam", "Ready to ask support for an unblock")
@@ -154,6 +154,8 @@ def build(lake: Path, as_of: date, settings: DetectSettings,
                               + f"; run `relaywatch detect --as-of {as_of}` first")
         as_of_utc = verdicts["as_of_utc"].max()
         since = as_of_utc - timedelta(days=settings.window_days)
+        session.pin_messages((since - timedelta(days=settings.baseline_days)).date(),
+                             PINNED_COLUMNS)
         window = {"since": since, "until": as_of_utc, "tenant": tenant}
         findings = session.run("report_findings", {"as_of": as_of, "tenant": tenant})
         hourly = session.run("hourly_outbound", window)

@@ -23,6 +23,11 @@ from pipeline import schema
 from pipeline.errors import ConfigError, LakeError
 
 QUERIES = Path(__file__).resolve().parent.parent / "queries"
+# The message columns the detections and the report read; only these, and only the
+# lookback's days, are loaded (once) for a detect or report run.
+PINNED_COLUMNS = ("tenant", "date", "received_utc", "direction", "sender_address",
+                  "sender_domain", "envelope_domain", "status", "ndr_code", "spam_verdict",
+                  "connector", "client_ip", "network_message_id", "message_id", "source_format")
 _PARTITION_TYPES = {"tenant": "VARCHAR", "date": "DATE", "as_of": "DATE"}
 
 # Small helpers the queries share. IPv4 ranges are matched arithmetically so no extension
@@ -78,18 +83,29 @@ def table_glob(table: schema.Table) -> str:
     return re.sub(r"<[^>]+>", "*", table.layout)
 
 
-def view_sql(table: schema.Table, root: str, has_files: bool) -> str:
-    """The SELECT of one table's view; `root` is embedded as a SQL string literal."""
-    cols = ", ".join(f'"{c.name}"' for c in table.columns)
-    if not has_files:
-        typed = ", ".join(f'CAST(NULL AS {duck_type(c.dtype)}) AS "{c.name}"'
-                          for c in table.columns)
-        return f"SELECT {typed} WHERE false"
+def _source(table: schema.Table, root: str) -> str:
+    """read_parquet(...) over a table's files. Only the small tables pay for union_by_name
+    (reading every file's footer); message partitions all come from one writer."""
     path = f"{root}/{table_glob(table)}".replace("'", "''")
     keys = {k: v for k, v in _PARTITION_TYPES.items() if f"{k}=" in table.layout}
     hive = ", ".join(f"'{k}': '{v}'" for k, v in keys.items())
     options = f", hive_partitioning = true, hive_types = {{{hive}}}" if keys else ""
-    return (f"SELECT {cols} FROM read_parquet('{path}', union_by_name = true{options})")
+    union = "false" if table is schema.MESSAGES else "true"
+    return f"read_parquet('{path}', union_by_name = {union}{options})"
+
+
+def view_sql(table: schema.Table, root: str, present: set[str] | None) -> str:
+    """The SELECT of one table's view; `root` is embedded as a SQL string literal.
+
+    `present` holds the columns the files have (None: no files yet). Columns the files
+    lack, e.g. added by a newer relaywatch, read as typed NULLs, so an older lake stays
+    readable."""
+    cols = ", ".join(f'"{c.name}"' if present is not None and c.name in present
+                     else f'CAST(NULL AS {duck_type(c.dtype)}) AS "{c.name}"'
+                     for c in table.columns)
+    if present is None:
+        return f"SELECT {cols} WHERE false"
+    return f"SELECT {cols} FROM {_source(table, root)}"
 
 
 def create_views(con: duckdb.DuckDBPyConnection, lake: Path, root: str,
@@ -97,8 +113,11 @@ def create_views(con: duckdb.DuckDBPyConnection, lake: Path, root: str,
     """A view per lake table (reading `root`, as written in the SQL), the macros, and the
     derived views of queries/views/."""
     for table in schema.TABLES.values():
-        has_files = any(lake.glob(table_glob(table)))
-        con.execute(f'CREATE VIEW "{table.name}" AS {view_sql(table, root, has_files)}')
+        present = None
+        if any(lake.glob(table_glob(table))):
+            described = con.execute(f"DESCRIBE SELECT * FROM {_source(table, root)}").fetchall()
+            present = {row[0] for row in described}
+        con.execute(f'CREATE VIEW "{table.name}" AS {view_sql(table, root, present)}')
     con.execute(MACROS)
     for path in sorted((queries_dir / "views").glob("*.sql")):
         con.execute(f'CREATE VIEW "{path.stem}" AS {path.read_text(encoding="utf-8")}')

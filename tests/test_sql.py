@@ -227,3 +227,17 @@ def test_catalog_opens_in_plain_duckdb_after_the_folder_moves(sample_lake: Path,
     assert str(tmp_path) not in text  # relative paths only
     con.close()
     assert json.loads("[]") == []
+
+
+def test_a_lake_written_before_a_column_existed_stays_readable(tmp_path: Path) -> None:
+    from pipeline import schema
+
+    old = pl.DataFrame({"tenant": ["t"], "source_sha256": ["ab"], "source_file": ["t/x.csv"],
+                        "status": ["ingested"]})  # an older manifest: fewer columns
+    (tmp_path / "lake" / "ingest_log").mkdir(parents=True)
+    old.write_parquet(tmp_path / "lake" / "ingest_log" / "manifest.parquet")
+    with sql.Session(tmp_path / "lake") as session:
+        got = session.frame("SELECT * FROM ingest_log")
+    assert got.columns == [c.name for c in schema.INGEST_LOG.columns]
+    assert got.row(0, named=True)["file_mtime_ns"] is None
+    assert got.row(0, named=True)["source_file"] == "t/x.csv"
