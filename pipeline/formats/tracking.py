@@ -107,15 +107,16 @@ def parse_enhanced(df: pl.DataFrame, ctx: Context) -> Parsed:
     ).explode("_r").filter(
         pl.col("_r").is_null() | (pl.col("_r").str.strip_chars().str.len_chars() > 0)
     )
-    # split on the last "##": the address part may itself hold quotes or '#'
-    addr = pl.col("_r").str.extract(r"^(.*)##[^#]*$", 1)
-    last_event = pl.col("_r").str.extract(r"##(?:.*,)?\s*([^,#]*)$", 1)
+    # split on the last "##": the address part may itself hold quotes or '#' (anchored,
+    # backtracking-free patterns: these run once per recipient of multi-GB reports)
+    addr = pl.col("_r").str.replace(r"##[^#]*$", "")
+    last_event = pl.col("_r").str.extract(r"([^,#]*)$", 1).str.strip_chars()
     status = pl.coalesce(nz.terminal_outcome(last_event), nz.progress_outcome(last_event))
     out = df.select(
         pl.col("_line"), pl.col("received_utc"), pl.col("_raw_time"),
         nz.address(col(df, "senderaddress")).alias("sender_address"),
         pl.lit(None, dtype=pl.String).alias("envelope_sender"),
-        nz.address(pl.coalesce(addr, pl.col("_r"))).alias("recipient_address"),
+        nz.address(addr).alias("recipient_address"),
         status.alias("status"),
         nz.blank_to_null(col(df, "messagesubject")).alias("subject"),
         as_int(col(df, "totalbytes")).alias("size_bytes"),
