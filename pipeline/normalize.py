@@ -32,36 +32,32 @@ def address(col: pl.Expr) -> pl.Expr:
     s = pl.coalesce(inside, s)
     s = s.str.replace(r"^(?i:smtp:|mailto:)", "").str.strip_chars(" <>").str.to_lowercase()
     s = s.str.strip_chars_end(".")
-    return pl.when(s.str.len_chars() == 0).then(None).otherwise(s)
+    return pl.when(s == "").then(None).otherwise(s)
 
 
 def domain(addr: pl.Expr) -> pl.Expr:
     """Domain of an (already normalised) address: text after the last @, no trailing dot."""
     d = addr.str.extract(r"@([^@]*)$", 1).str.strip_chars(" .>\"").str.to_lowercase()
-    return pl.when(d.str.len_chars() == 0).then(None).otherwise(d)
+    return pl.when(d == "").then(None).otherwise(d)
 
 
 def domain_name(col: pl.Expr) -> pl.Expr:
     """A bare domain name (accepted domains, connector domains): lower-case, no `*.`, no dot."""
     d = col.cast(pl.String).str.strip_chars(" \t.").str.to_lowercase().str.replace(r"^\*\.", "")
-    return pl.when(d.str.len_chars() == 0).then(None).otherwise(d)
+    return pl.when(d == "").then(None).otherwise(d)
 
 
 def ip(col: pl.Expr) -> pl.Expr:
     """Client IP without port (`ip:port`, `[v6]:port`) and without IPv6 `%scope`."""
     s = col.cast(pl.String).str.strip_chars(" \t")
-    s = (
-        pl.when(s.str.contains(r"^\[.*\]:\d+$")).then(s.str.extract(r"^\[(.*)\]:\d+$", 1))
-        .when(s.str.contains(r"^[0-9.]+:\d+$")).then(s.str.extract(r"^([0-9.]+):\d+$", 1))
-        .otherwise(s)
-    )
+    s = s.str.replace(r"^\[(.*)\]:\d+$", "${1}").str.replace(r"^([0-9.]+):\d+$", "${1}")
     s = s.str.replace(r"%.*$", "").str.to_lowercase()
-    return pl.when(s.str.len_chars() == 0).then(None).otherwise(s)
+    return pl.when(s == "").then(None).otherwise(s)
 
 
 def blank_to_null(col: pl.Expr) -> pl.Expr:
     s = col.cast(pl.String).str.strip_chars(" \t\r\n\x00")
-    return pl.when(s.str.len_chars() == 0).then(None).otherwise(s)
+    return pl.when(s == "").then(None).otherwise(s)
 
 
 # ---------------------------------------------------------------- timestamps
@@ -196,6 +192,14 @@ def terminal_outcome(event: pl.Expr) -> pl.Expr:
 
 def progress_outcome(event: pl.Expr) -> pl.Expr:
     return event_key(event).replace_strict(PROGRESS_EVENTS, default=None, return_dtype=pl.String)
+
+
+_OUTCOMES = {**PROGRESS_EVENTS, **TERMINAL_EVENTS}
+
+
+def event_outcome(event: pl.Expr) -> pl.Expr:
+    """An event's outcome, terminal or not, from one lookup (terminal names win)."""
+    return event_key(event).replace_strict(_OUTCOMES, default=None, return_dtype=pl.String)
 
 
 def ndr_code(text: pl.Expr) -> pl.Expr:

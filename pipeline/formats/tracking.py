@@ -111,7 +111,7 @@ def parse_enhanced(df: pl.DataFrame, ctx: Context) -> Parsed:
     # backtracking-free patterns: these run once per recipient of multi-GB reports)
     addr = pl.col("_r").str.replace(r"##[^#]*$", "")
     last_event = pl.col("_r").str.extract(r"([^,#]*)$", 1).str.strip_chars()
-    status = pl.coalesce(nz.terminal_outcome(last_event), nz.progress_outcome(last_event))
+    status = nz.event_outcome(last_event)
     out = df.select(
         pl.col("_line"), pl.col("received_utc"), pl.col("_raw_time"),
         nz.address(col(df, "senderaddress")).alias("sender_address"),
