@@ -238,35 +238,42 @@ class Ingestor:
         mtime = datetime.fromtimestamp(item.path.stat().st_mtime, tz=timezone.utc)
         ctx = Context(item.display, item.tenant, mtime, self.settings.date_order,
                       tuple(sorted(own)), self.settings.headerless_msgtrk)
+        rejects: list[pl.DataFrame] = []
         try:
-            parsed = formats.read(item.path, sniffed, ctx)
+            for parsed in formats.read_parts(item.path, sniffed, ctx):
+                own |= set(parsed.own_domains)
+                res.format = parsed.format
+                rows = _with_source(parsed.rows, parsed, item, sha)
+                rejects.append(_with_source(parsed.rejects, parsed, item, sha))
+                res.rows += rows.height
+                res.rejected_rows += rejects[-1].height
+                time_col = "received_utc" if "received_utc" in rows.columns else (
+                    "creation_utc" if "creation_utc" in rows.columns else None)
+                if time_col and rows.height:
+                    first, last = rows[time_col].min(), rows[time_col].max()
+                    res.first_event = min(filter(None, (res.first_event, first)))
+                    res.last_event = max(filter(None, (res.last_event, last)))
+                if parsed.table == "messages":
+                    self._pending.append(
+                        rows.with_columns(pl.col("received_utc").dt.date().alias("date")))
+                    self._pending_rows += rows.height
+                    if self._pending_rows >= self.settings.flush_rows:
+                        self._flush()
+                else:
+                    self.lake.write_file_table(parsed.table, item.tenant, sha, rows)
         except InputFormatError as exc:
-            self._reject(item, res, str(exc))
+            self._reject(item, res, str(exc) + _stored_note(res))
             return
         except Exception as exc:  # a parser bug must not stop the other files
             log.debug("parser failure", exc_info=True)
-            self._reject(item, res, f"could not be parsed ({type(exc).__name__}: {exc})")
+            self._reject(item, res, f"could not be parsed ({type(exc).__name__}: {exc})"
+                         + _stored_note(res))
             return
-        own |= set(parsed.own_domains)
-        res.format = parsed.format
-        rows = _with_source(parsed.rows, parsed, item, sha)
-        rejects = _with_source(parsed.rejects, parsed, item, sha)
-        res.rows, res.rejected_rows = rows.height, rejects.height
-        time_col = "received_utc" if "received_utc" in rows.columns else (
-            "creation_utc" if "creation_utc" in rows.columns else None)
-        if time_col and rows.height:
-            res.first_event, res.last_event = rows[time_col].min(), rows[time_col].max()
-        self.lake.write_file_table("rejects", item.tenant, sha, rejects)
-        if parsed.table == "messages":
-            self._pending.append(rows.with_columns(pl.col("received_utc").dt.date().alias("date")))
-            self._pending_rows += rows.height
-        else:
-            self.lake.write_file_table(parsed.table, item.tenant, sha, rows)
+        self.lake.write_file_table("rejects", item.tenant, sha,
+                                   pl.concat(rejects, how="vertical_relaxed"))
         res.seconds = time.monotonic() - started
         self._finish(res)
         self.progress(size)
-        if self._pending_rows >= self.settings.flush_rows:
-            self._flush()
 
     def _flush(self) -> None:
         """Write pending message rows, then record the files they came from."""
@@ -305,6 +312,13 @@ class Ingestor:
             "first_event_utc": r.first_event, "last_event_utc": r.last_event,
             "ingested_utc": now, "seconds": r.seconds, "file_mtime_ns": r.mtime_ns,
         } for r in results])
+
+
+def _stored_note(res: FileResult) -> str:
+    """For a large file that failed part-way: its earlier parts are already in the lake
+    (merged and de-duplicated, so ingesting the fixed file again adds nothing twice)."""
+    return (f" (after {res.rows:,} rows of its first parts were stored; re-ingest the fixed "
+            "file)") if res.rows else ""
 
 
 def ingest(paths: Iterable[Path], settings: Settings, tenant: str | None = None,

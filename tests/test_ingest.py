@@ -197,3 +197,28 @@ def test_unchanged_files_are_not_read_again(inbox: Path, tmp_path: Path,
     hashed.clear()
     ingest([inbox], s, rehash=True)
     assert len(hashed) == first.count("ingested")
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16-le"])
+def test_large_files_are_streamed_in_parts_with_the_same_result(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, encoding: str) -> None:
+    from pipeline import formats
+    from pipeline.generate import write_historical
+
+    src = tmp_path / "in" / "report.csv"
+    write_historical(src, 3000, "utf-8", days=5)
+    lines = src.read_bytes().decode("utf-8").split("\r\n")
+    bad = len(lines) // 2
+    lines[bad] = lines[bad].replace('"2026-', '"20X6-', 1)    # one bad timestamp
+    src.write_bytes("\r\n".join(lines).encode(encoding))
+    whole = Settings(lake=tmp_path / "whole")
+    ingest([src], whole, tenant="bigco")
+    monkeypatch.setattr(formats, "STREAM_BYTES", 1)
+    monkeypatch.setattr(formats, "STREAM_ROWS", 250)
+    parts = Settings(lake=tmp_path / "parts")
+    report = ingest([src], parts, tenant="bigco")
+    n_bad = lines[bad].count("##")                             # one reject per recipient
+    assert len(lines) > 4 * 250 and report.files[0].rejected_rows == n_bad
+    assert lake_digest(tmp_path / "parts") == lake_digest(tmp_path / "whole")
+    rejects = pl.read_parquet(tmp_path / "parts" / "rejects", hive_partitioning=True)
+    assert rejects["source_line"].to_list() == [bad + 1] * n_bad

@@ -24,6 +24,8 @@ class Context:
     date_order: str = "auto"
     own_domains: tuple[str, ...] = ()
     headerless_msgtrk: str = "none"
+    # what the first part of a file decided (the day/month order), kept for its other parts
+    decided: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass
@@ -85,7 +87,10 @@ def parse_times(df: pl.DataFrame, ctx: Context, columns: list[str]) -> dict[str,
     values: list[str | None] = []
     for c in present:
         values += df.get_column(c).drop_nulls().unique(maintain_order=True).head(5000).to_list()
-    order = nz.infer_date_order(values, ctx.file, ctx.date_order)
+    order = ctx.decided.get("date_order") or nz.infer_date_order(values, ctx.file,
+                                                                  ctx.date_order)
+    if present:
+        ctx.decided["date_order"] = order
     return {c: pl.lit(parse_time_column(df.get_column(c), order)) for c in present}
 
 

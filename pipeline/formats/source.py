@@ -159,6 +159,24 @@ def read_csv_frame(path: Path, head: Head, file: str, skip_lines: int = 0,
     return df.with_columns((pl.col("_row").cast(pl.Int64) + first + 1).alias("_line")).drop("_row")
 
 
+def read_csv_batches(path: Path, head: Head, file: str, skip_lines: int,
+                     rows: int) -> Iterator[pl.DataFrame]:
+    """The same frames as read_csv_frame, `rows` records at a time, streamed: a file of
+    any size is never held in memory whole (UTF-16 is transcoded on the way)."""
+    with utf8_path(path, head.encoding, file) as src:
+        lf = pl.scan_csv(src, infer_schema=False, skip_lines=skip_lines, row_index_name="_row",
+                         truncate_ragged_lines=True, raise_if_empty=False, encoding="utf8")
+        try:
+            for df in lf.collect_batches(chunk_size=rows):
+                df = _rename(df)
+                yield df.with_columns((pl.col("_row").cast(pl.Int64) + skip_lines + 2)
+                                      .alias("_line")).drop("_row")
+        except pl.exceptions.ComputeError as exc:
+            raise InputFormatError(file, None, f"not readable as CSV ({_first_line(exc)})",
+                                   "check that the file is a complete UTF-8 or UTF-16 CSV "
+                                   "export") from None
+
+
 def _comment_lines(head: Head) -> int:
     n = 0
     for line in head.lines:
