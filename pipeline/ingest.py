@@ -18,7 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline import formats
+from pipeline import formats, schema
 from pipeline.errors import ConfigError, InputFormatError
 from pipeline.formats.common import Context, Parsed
 from pipeline.formats.config import own_domain_patterns
@@ -311,7 +311,7 @@ class Ingestor:
             "rows": r.rows, "rejected_rows": r.rejected_rows, "reason": r.reason or None,
             "first_event_utc": r.first_event, "last_event_utc": r.last_event,
             "ingested_utc": now, "seconds": r.seconds, "file_mtime_ns": r.mtime_ns,
-        } for r in results])
+        } for r in results], schema=schema.INGEST_LOG.schema)
 
 
 def _stored_note(res: FileResult) -> str:

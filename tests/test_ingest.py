@@ -17,7 +17,7 @@ from pipeline.errors import ConfigError, LockError
 from pipeline.ingest import ingest
 from pipeline.lake import Lake
 from pipeline.settings import Settings
-from tests.conftest import DATA, ROOT
+from tests.conftest import DATA, ROOT, SNAPSHOT
 
 
 def lake_digest(lake: Path) -> dict[str, str]:
@@ -222,3 +222,19 @@ def test_large_files_are_streamed_in_parts_with_the_same_result(
     assert lake_digest(tmp_path / "parts") == lake_digest(tmp_path / "whole")
     rejects = pl.read_parquet(tmp_path / "parts" / "rejects", hive_partitioning=True)
     assert rejects["source_line"].to_list() == [bad + 1] * n_bad
+
+
+def test_a_manifest_of_many_files_without_event_times_first(tmp_path: Path) -> None:
+    """Config files (no event times) come first; more than Polars' 100-row schema guess."""
+    from pipeline import exports
+
+    inbox = tmp_path / "inbox"
+    for i in range(120):
+        exports.accepted_domains_json(inbox / f"t{i:03d}" / "accepted_domains.json",
+                                      [{"domain_name": f"t{i}.example",
+                                        "when_created_utc": SNAPSHOT}])
+    shutil.copy(DATA / "messagetrace_ps51.csv", inbox / "t000" / "trace.csv")
+    report = ingest([inbox], Settings(lake=tmp_path / "lake"))
+    assert report.count("ingested") == 121
+    manifest = Lake(tmp_path / "lake").manifest()
+    assert manifest.height == 121 and manifest["first_event_utc"].null_count() == 120
