@@ -116,7 +116,7 @@ def read(path: Path, sniffed: Sniffed, ctx: Context) -> Parsed:
 
 # Files bigger than this, in a format whose rows stand alone, are parsed a part at a time.
 STREAM_BYTES = 64 * 2**20
-STREAM_ROWS = 250_000
+STREAM_ROWS = 100_000
 STREAMABLE = {"historical_search_summary", "message_trace"}
 
 
