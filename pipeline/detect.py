@@ -9,6 +9,7 @@ has the lake store both for the as-of day.
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -58,12 +59,13 @@ class Result:
     rows: dict[str, pl.DataFrame]
 
 
-def evaluate(lake: Path, run: Run) -> Result:
-    """Run every detection query and build findings and verdicts (nothing is written)."""
+def evaluate(lake: Path, run: Run, session: Session | None = None) -> Result:
+    """Run every detection query and build findings and verdicts (nothing is written).
+    A caller's session (nightly's) is used as it is, and left open."""
     lookback = timedelta(days=run.settings.window_days + run.settings.baseline_days)
-    with Session(lake) as session:
-        session.pin_messages((run.as_of - lookback).date(), COLUMNS)
-        rows = {name: session.run(name, run.params()) for name in DETECTIONS}
+    with nullcontext(session) if session else Session(lake) as s:
+        s.pin_messages((run.as_of - lookback).date(), COLUMNS)
+        rows = {name: s.run(name, run.params()) for name in DETECTIONS}
     tenants = rows["tenant_activity"]["tenant"].to_list()
     findings = [f for name, build in _BUILDERS.items() for f in build(rows[name], rows, run)]
     verdicts = [verdict.judge(t, rows, [f for f in findings if f["tenant"] == t], run.as_of,
@@ -79,17 +81,20 @@ def evaluate(lake: Path, run: Run) -> Result:
         rows)
 
 
-def detect(settings: Settings, as_of: datetime, tenant: str | None = None) -> Result:
+def detect(settings: Settings, as_of: datetime, tenant: str | None = None,
+           session: Session | None = None) -> Result:
     """Evaluate and store findings and verdicts for the as-of day, under the lake lock."""
     lake = Lake(settings.lake)
     if not (settings.lake / "messages").is_dir() and not (settings.lake / "ingest_log").is_dir():
         raise ConfigError(f"{settings.lake}: no lake here; run `relaywatch ingest` first "
                           "or point --lake at one")
     with lake.locked(), faults.stage("detect"):
-        result = evaluate(settings.lake, Run(as_of, tenant, settings.detect))
+        result = evaluate(settings.lake, Run(as_of, tenant, settings.detect), session)
         tenants = result.verdicts["tenant"].to_list()
         lake.replace_results("findings", as_of.date(), result.findings, tenants)
         lake.replace_results("verdicts", as_of.date(), result.verdicts, tenants)
+    if session:
+        session.refresh("findings", "verdicts")
     return result
 
 

@@ -18,6 +18,7 @@ from pipeline import detect, ingest, mail, render, report
 from pipeline.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, ConfigError, RelaywatchError
 from pipeline.lake import Lake
 from pipeline.settings import Settings
+from pipeline.sql import Session
 
 log = logging.getLogger("relaywatch")
 SENT_MARK = ".emailed"
@@ -106,8 +107,9 @@ def _stages(settings: Settings, inbox: Path, out: Outcome, lake: Lake,
         else:
             log.info("retention: nothing before %s to drop", cutoff)
     log.info("nightly: detecting as of %s", out.as_of.isoformat())
-    detect.detect(settings, out.as_of)
-    built = report.build(settings.lake, out.as_of.date(), settings.detect)
+    with Session(settings.lake) as session:  # detect and report share the loaded lookback
+        detect.detect(settings, out.as_of, session=session)
+        built = report.build(settings.lake, out.as_of.date(), settings.detect, shared=session)
     out.report_dir = render.write(built, settings.reports)
     out.headline, out.tenants = built.headline, len(built.tenants)
     log.info("nightly: report %s: %s", out.report_dir, built.headline)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -144,9 +145,10 @@ def latest_as_of(lake: Path) -> date:
     return found
 
 
-def build(lake: Path, as_of: date, settings: DetectSettings,
-          tenant: str | None = None) -> Report:
-    with Session(lake) as session:
+def build(lake: Path, as_of: date, settings: DetectSettings, tenant: str | None = None,
+          shared: Session | None = None) -> Report:
+    """The report of one as-of day; `shared` is a caller's open session (nightly's)."""
+    with nullcontext(shared) if shared else Session(lake) as session:
         verdicts = session.run("report_verdicts", {"as_of": as_of, "tenant": tenant})
         if verdicts.height == 0:
             raise ConfigError(f"{lake}: no verdicts for {as_of}"

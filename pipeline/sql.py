@@ -108,16 +108,21 @@ def view_sql(table: schema.Table, root: str, present: set[str] | None) -> str:
     return f"SELECT {cols} FROM {_source(table, root)}"
 
 
+def table_view(con: duckdb.DuckDBPyConnection, lake: Path, root: str,
+               table: schema.Table) -> None:
+    present = None
+    if any(lake.glob(table_glob(table))):
+        described = con.execute(f"DESCRIBE SELECT * FROM {_source(table, root)}").fetchall()
+        present = {row[0] for row in described}
+    con.execute(f'CREATE OR REPLACE VIEW "{table.name}" AS {view_sql(table, root, present)}')
+
+
 def create_views(con: duckdb.DuckDBPyConnection, lake: Path, root: str,
                  queries_dir: Path) -> None:
     """A view per lake table (reading `root`, as written in the SQL), the macros, and the
     derived views of queries/views/."""
     for table in schema.TABLES.values():
-        present = None
-        if any(lake.glob(table_glob(table))):
-            described = con.execute(f"DESCRIBE SELECT * FROM {_source(table, root)}").fetchall()
-            present = {row[0] for row in described}
-        con.execute(f'CREATE VIEW "{table.name}" AS {view_sql(table, root, present)}')
+        table_view(con, lake, root, table)
     con.execute(MACROS)
     for path in sorted((queries_dir / "views").glob("*.sql")):
         con.execute(f'CREATE VIEW "{path.stem}" AS {path.read_text(encoding="utf-8")}')
@@ -212,12 +217,18 @@ class Session:
         self.queries_dir = queries_dir
         self.con = duckdb.connect(":memory:", config={"memory_limit": memory_limit})
         self.con.execute("SET TimeZone = 'UTC'")
+        self._pinned: tuple[date, int] | None = None
         root = str(self.lake)
         create_views(self.con, self.lake, root, queries_dir)
         if sandbox:
             self.con.execute("SET allowed_directories = [$root]", {"root": root + "/"})
             self.con.execute("SET enable_external_access = false")
             self.con.execute("SET lock_configuration = true")
+
+    def refresh(self, *names: str) -> None:
+        """See files written since the session began (detect's results, for the report)."""
+        for name in names:
+            table_view(self.con, self.lake, str(self.lake), schema.TABLES[name])
 
     def close(self) -> None:
         self.con.close()
@@ -232,13 +243,17 @@ class Session:
         """Read the messages from `since` on (those columns only) into memory once, and let
         `messages` in this session mean them: the detections then scan memory instead of
         reopening thousands of Parquet partitions each. Returns the rows pinned."""
+        if self._pinned is not None and self._pinned[0] <= since:
+            return self._pinned[1]  # already loaded by an earlier stage of this run
         cols = ", ".join(f'"{c}"' for c in columns)
         try:
             self.con.execute(f"CREATE OR REPLACE TEMP TABLE _pinned_messages AS SELECT {cols} "
                              "FROM main.messages WHERE date >= $since", {"since": since})
             self.con.execute("CREATE OR REPLACE TEMP VIEW messages AS "
                              "SELECT * FROM _pinned_messages")
-            return self.con.sql("SELECT count(*) FROM _pinned_messages").fetchall()[0][0]
+            count = self.con.sql("SELECT count(*) FROM _pinned_messages").fetchall()[0][0]
+            self._pinned = (since, count)
+            return count
         except duckdb.Error as exc:
             raise LakeError(f"{self.lake}: cannot read the messages ({exc})") from None
 
