@@ -196,20 +196,25 @@ def chart(hourly: pl.DataFrame, baseline: pl.DataFrame, spikes: set[datetime],
     peak = max([r + u for r, u, _ in values] + [b for _, _, b in values] + [1])
     bars = []
     for h, (reg, unp, bl) in zip(hours, values):
-        px = [""] * CHART_HEIGHT  # bottom-up
         top_reg = round(reg / peak * CHART_HEIGHT)
         top_all = round((reg + unp) / peak * CHART_HEIGHT)
-        for i in range(top_all):
-            px[i] = COLOURS["registered"] if i < top_reg else COLOURS["unprovisioned"]
-        if bl > 0:
-            mark = min(CHART_HEIGHT - 2, round(bl / peak * CHART_HEIGHT))
-            px[mark] = px[mark + 1] = COLOURS["baseline"]
+        mark = min(CHART_HEIGHT - 2, round(bl / peak * CHART_HEIGHT)) if bl > 0 else -9
+
+        def colour(y: float) -> str:  # what shows at height y (0 = bottom)
+            if mark <= y < mark + 2:
+                return COLOURS["baseline"]
+            if y < top_reg:
+                return COLOURS["registered"]
+            return COLOURS["unprovisioned"] if y < top_all else ""
+
+        cuts = sorted({0, top_reg, top_all, CHART_HEIGHT, *((mark, mark + 2) if bl > 0 else ())})
         segments: list[tuple[int, str]] = []
-        for colour in reversed(px):
-            if segments and segments[-1][1] == colour:
-                segments[-1] = (segments[-1][0] + 1, colour)
+        for lo, hi in reversed(list(zip(cuts, cuts[1:]))):  # top-down
+            c = colour((lo + hi) / 2)
+            if segments and segments[-1][1] == c:
+                segments[-1] = (segments[-1][0] + hi - lo, c)
             else:
-                segments.append((1, colour))
+                segments.append((hi - lo, c))
         title = (f"{h:%a %d %b %H}:00 UTC: {reg:,} registered, {unp:,} unregistered, "
                  f"baseline {bl:g}")
         bars.append(Bar(tuple(segments), h in spikes, title))

@@ -251,6 +251,17 @@ class Session:
                              "FROM main.messages WHERE date >= $since", {"since": since})
             self.con.execute("CREATE OR REPLACE TEMP VIEW messages AS "
                              "SELECT * FROM _pinned_messages")
+            # every outbound row asks whether its domains were accepted: keep the (small)
+            # accepted-domain snapshots in memory too, not in hundreds of files
+            self.con.execute("CREATE OR REPLACE TEMP TABLE _pinned_accepted AS "
+                             "SELECT * FROM main.accepted_domains")
+            self.con.execute("CREATE OR REPLACE TEMP VIEW accepted_domains AS "
+                             "SELECT * FROM _pinned_accepted")
+            # and judge each outbound row's domains once, not once per query
+            self.con.execute("CREATE OR REPLACE TEMP TABLE _pinned_outbound AS "
+                             "SELECT * FROM main.outbound_mail")
+            self.con.execute("CREATE OR REPLACE TEMP VIEW outbound_mail AS "
+                             "SELECT * FROM _pinned_outbound")
             count = self.con.sql("SELECT count(*) FROM _pinned_messages").fetchall()[0][0]
             self._pinned = (since, count)
             return count

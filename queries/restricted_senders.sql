@@ -21,8 +21,8 @@ SELECT
     max(o.received_utc) AS last_seen_utc
 FROM restricted AS r
 CROSS JOIN b
-JOIN outbound_mail AS o
-  ON o.tenant = r.tenant AND o.sender_address = r.sender_address
+JOIN messages AS o
+  ON o.tenant = r.tenant AND o.sender_address = r.sender_address AND o.direction = 'outbound'
 WHERE o.date >= CAST(r.first_restricted_utc AS DATE)
   AND o.received_utc >= r.first_restricted_utc AND o.received_utc < b.as_of
 GROUP BY ALL

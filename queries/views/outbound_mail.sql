@@ -1,13 +1,38 @@
 -- Outbound recipient rows, each with whether its header and envelope sender domains were
 -- covered by the tenant's accepted domains when it was sent (NULL: the tenant has no
 -- accepted-domain snapshot, so nothing can be said), and whether it carries a spam signal.
+-- Coverage is worked out once per (tenant, domain) - the earliest WhenCreatedUTC of an
+-- accepted domain covering it, MatchSubDomains honoured - and joined back, which is the
+-- same as is_provisioned(tenant, domain, received_utc) but costs one join, not a lookup
+-- per row.
+WITH used AS (
+    SELECT DISTINCT tenant, sender_domain AS dom FROM messages
+    WHERE direction = 'outbound' AND sender_domain IS NOT NULL
+    UNION
+    SELECT DISTINCT tenant, envelope_domain FROM messages
+    WHERE direction = 'outbound' AND envelope_domain IS NOT NULL
+),
+coverage AS (
+    SELECT u.tenant, u.dom,
+           min(coalesce(a.when_created_utc, '-infinity'::TIMESTAMPTZ)) AS covered_since
+    FROM used AS u
+    JOIN accepted_domains AS a
+      ON a.tenant = u.tenant
+     AND (u.dom = a.domain_name OR (a.match_subdomains AND ends_with(u.dom, '.' || a.domain_name)))
+    GROUP BY u.tenant, u.dom
+),
+listed AS (SELECT DISTINCT tenant FROM accepted_domains)
 SELECT
     m.*,
-    CASE WHEN d.tenant IS NULL THEN NULL
-         ELSE NOT is_provisioned(m.tenant, m.sender_domain, m.received_utc) END AS sender_unprovisioned,
-    CASE WHEN d.tenant IS NULL THEN NULL
-         ELSE NOT is_provisioned(m.tenant, m.envelope_domain, m.received_utc) END AS envelope_unprovisioned,
+    CASE WHEN l.tenant IS NULL THEN NULL
+         ELSE NOT (m.sender_domain IS NULL OR m.sender_domain = m.tenant || '.onmicrosoft.com'
+                   OR coalesce(m.received_utc >= cs.covered_since, false)) END AS sender_unprovisioned,
+    CASE WHEN l.tenant IS NULL THEN NULL
+         ELSE NOT (m.envelope_domain IS NULL OR m.envelope_domain = m.tenant || '.onmicrosoft.com'
+                   OR coalesce(m.received_utc >= ce.covered_since, false)) END AS envelope_unprovisioned,
     is_spam(m.status, m.spam_verdict, m.ndr_code) AS spam_signal
 FROM messages AS m
-LEFT JOIN (SELECT DISTINCT tenant FROM accepted_domains) AS d ON d.tenant = m.tenant
+LEFT JOIN listed AS l ON l.tenant = m.tenant
+LEFT JOIN coverage AS cs ON cs.tenant = m.tenant AND cs.dom = m.sender_domain
+LEFT JOIN coverage AS ce ON ce.tenant = m.tenant AND ce.dom = m.envelope_domain
 WHERE m.direction = 'outbound'
