@@ -49,7 +49,15 @@ class Run:
     settings: DetectSettings
 
     def params(self) -> dict[str, Any]:
-        return {"as_of": self.as_of, "tenant": self.tenant, **asdict(self.settings)}
+        since = self.as_of - timedelta(days=self.settings.window_days)
+        return {"as_of": self.as_of, "tenant": self.tenant, "since": since,
+                "until": self.as_of, **asdict(self.settings)}
+
+
+# What the report draws, computed here from the rows detection has loaded anyway, so the
+# report reads small tables instead of the raw messages: lake table → query.
+FOR_REPORT = {"baselines": "baseline_by_hour", "chart_hours": "hourly_outbound",
+              "ndr_days": "ndr_daily"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,7 @@ class Result:
     findings: pl.DataFrame
     verdicts: pl.DataFrame
     rows: dict[str, pl.DataFrame]
+    for_report: dict[str, pl.DataFrame]
 
 
 def evaluate(lake: Path, run: Run, session: Session | None = None) -> Result:
@@ -66,6 +75,7 @@ def evaluate(lake: Path, run: Run, session: Session | None = None) -> Result:
     with nullcontext(session) if session else Session(lake) as s:
         s.pin_messages((run.as_of - lookback).date(), COLUMNS)
         rows = {name: s.run(name, run.params()) for name in DETECTIONS}
+        drawn = {table: s.run(query, run.params()) for table, query in FOR_REPORT.items()}
     tenants = rows["tenant_activity"]["tenant"].to_list()
     findings = [f for name, build in _BUILDERS.items() for f in build(rows[name], rows, run)]
     verdicts = [verdict.judge(t, rows, [f for f in findings if f["tenant"] == t], run.as_of,
@@ -78,7 +88,9 @@ def evaluate(lake: Path, run: Run, session: Session | None = None) -> Result:
         schema.VERDICTS.conform(pl.DataFrame([{**stamp, **v} for v in verdicts],
                                              schema_overrides=_overrides(schema.VERDICTS),
                                              infer_schema_length=None)),
-        rows)
+        rows, {t: schema.TABLES[t].conform(df.with_columns(**{k: pl.lit(v) for k, v
+                                                               in stamp.items()}))
+               for t, df in drawn.items()})
 
 
 def detect(settings: Settings, as_of: datetime, tenant: str | None = None,
@@ -93,8 +105,10 @@ def detect(settings: Settings, as_of: datetime, tenant: str | None = None,
         tenants = result.verdicts["tenant"].to_list()
         lake.replace_results("findings", as_of.date(), result.findings, tenants)
         lake.replace_results("verdicts", as_of.date(), result.verdicts, tenants)
+        for table, frame in result.for_report.items():
+            lake.replace_results(table, as_of.date(), frame, tenants)
     if session:
-        session.refresh("findings", "verdicts")
+        session.refresh("findings", "verdicts", *FOR_REPORT)
     return result
 
 

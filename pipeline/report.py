@@ -20,7 +20,7 @@ import polars as pl
 from pipeline.errors import ConfigError
 from pipeline.schema import CHECKLIST
 from pipeline.settings import DetectSettings
-from pipeline.sql import PINNED_COLUMNS, Session
+from pipeline.sql import Session
 
 STEP_TITLES = ("Every sending domain is registered", "No unusual inbound connectors",
                "On-premises side no longer relays spam", "Ready to ask support for an unblock")
@@ -156,14 +156,10 @@ def build(lake: Path, as_of: date, settings: DetectSettings, tenant: str | None 
                               + f"; run `relaywatch detect --as-of {as_of}` first")
         as_of_utc = verdicts["as_of_utc"].max()
         since = as_of_utc - timedelta(days=settings.window_days)
-        session.pin_messages((since - timedelta(days=settings.baseline_days)).date(),
-                             PINNED_COLUMNS)
-        window = {"since": since, "until": as_of_utc, "tenant": tenant}
         findings = session.run("report_findings", {"as_of": as_of, "tenant": tenant})
-        hourly = session.run("hourly_outbound", window)
-        baseline = session.run("baseline_by_hour", {**window, "baseline_days":
-                                                    settings.baseline_days})
-        ndrs = session.run("ndr_daily", window)
+        hourly = session.run("report_hours", {"as_of": as_of, "tenant": tenant})
+        baseline = session.run("report_baselines", {"as_of": as_of, "tenant": tenant})
+        ndrs = session.run("report_ndr_days", {"as_of": as_of, "tenant": tenant})
         quality = session.run("data_quality", {"tenant": tenant})
         rejected = session.run("rejected_files", {"tenant": tenant})
         bad_rows = session.run("rejected_rows", {"tenant": tenant})

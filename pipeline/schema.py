@@ -248,6 +248,49 @@ FINDINGS = Table(
     ),
 )
 
+BASELINES = Table(
+    "baselines",
+    "baselines/as_of=<YYYY-MM-DD>/data.parquet",
+    "Each tenant's typical outbound recipients per hour of day and kind of day over the "
+    "baseline period before the window, written by `relaywatch detect` for the report's chart.",
+    (
+        *_AS_OF,
+        _c("hour_of_day", pl.Int64, "Hour of the day, UTC (0-23)."),
+        _c("weekend", pl.Boolean, "Saturday or Sunday."),
+        _c("baseline", pl.Float64, "Median recipients of such hours (zero-filled)."),
+        _c("hours_seen", pl.Int64, "How many such hours the median is taken over."),
+    ),
+)
+
+CHART_HOURS = Table(
+    "chart_hours",
+    "chart_hours/as_of=<YYYY-MM-DD>/data.parquet",
+    "Outbound recipients per tenant and hour over the window, registered vs unregistered "
+    "sender domains, written by `relaywatch detect` for the report's chart (hours without "
+    "outbound mail are absent).",
+    (
+        *_AS_OF,
+        _c("hour", UTC_TS, "Start of the hour, UTC."),
+        _c("registered", pl.Int64, "Recipients of mail from registered domains."),
+        _c("unprovisioned", pl.Int64, "Recipients of mail from unregistered domains."),
+        _c("spam", pl.Int64, "Recipients with a spam signal."),
+    ),
+)
+
+NDR_DAYS = Table(
+    "ndr_days",
+    "ndr_days/as_of=<YYYY-MM-DD>/data.parquet",
+    "Block, restriction and limit NDRs per tenant, day and code over the window, written by "
+    "`relaywatch detect` for the report's NDR timeline.",
+    (
+        *_AS_OF,
+        _c("day", pl.Date, "UTC day."),
+        _c("ndr_code", pl.String, "Enhanced status code, e.g. `5.7.750`."),
+        _c("recipients", pl.Int64, "Recipients refused with it that day."),
+        _c("senders", pl.Int64, "Distinct senders refused."),
+    ),
+)
+
 # Microsoft's unblock procedure for a tenant blocked from sending from unregistered domains
 CHECKLIST = (
     "every domain the tenant sends from is registered as an accepted domain.",
@@ -283,7 +326,8 @@ VERDICTS = Table(
 TABLES: dict[str, Table] = {
     t.name: t
     for t in (MESSAGES, ACCEPTED_DOMAINS, INBOUND_CONNECTORS, OUTBOUND_CONNECTORS,
-              AUDIT_EVENTS, REJECTS, INGEST_LOG, FINDINGS, VERDICTS)
+              AUDIT_EVENTS, REJECTS, INGEST_LOG, FINDINGS, VERDICTS, BASELINES, CHART_HOURS,
+              NDR_DAYS)
 }
 
 

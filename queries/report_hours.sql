@@ -1,0 +1,6 @@
+-- The hourly outbound volumes detect stored for one as-of day, for the report's charts
+-- Example: as_of=2026-11-28 tenant=contoso
+SELECT tenant, hour, registered, unprovisioned, spam
+FROM chart_hours
+WHERE as_of = $as_of::DATE AND ($tenant::VARCHAR IS NULL OR tenant = $tenant::VARCHAR)
+ORDER BY tenant, hour
