@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -23,11 +25,15 @@ from pipeline import schema
 from pipeline.errors import ConfigError, LakeError
 
 QUERIES = Path(__file__).resolve().parent.parent / "queries"
-# The message columns the detections and the report read; only these, and only the
-# lookback's days, are loaded (once) for a detect or report run.
+# The message columns the detections read; only these, and only the lookback's days, are
+# loaded (once) for a detect run. The detections identify a message by
+# coalesce(network_message_id, message_id), so the pinned copy keeps just that (in
+# network_message_id): the long Message-ID strings would double its memory.
 PINNED_COLUMNS = ("tenant", "date", "received_utc", "direction", "sender_address",
                   "sender_domain", "envelope_domain", "status", "ndr_code", "spam_verdict",
                   "connector", "client_ip", "network_message_id", "message_id", "source_format")
+_PINNED_AS = {"network_message_id": "coalesce(network_message_id, message_id)",
+              "message_id": "CAST(NULL AS VARCHAR)"}
 _PARTITION_TYPES = {"tenant": "VARCHAR", "date": "DATE", "as_of": "DATE"}
 
 # Small helpers the queries share. IPv4 ranges are matched arithmetically so no extension
@@ -212,10 +218,13 @@ class Session:
     """A DuckDB connection over one lake."""
 
     def __init__(self, lake: Path, *, sandbox: bool = True, queries_dir: Path = QUERIES,
-                 memory_limit: str = "2GB") -> None:
+                 memory_limit: str = "1200MB") -> None:
         self.lake = Path(lake).resolve()
         self.queries_dir = queries_dir
-        self.con = duckdb.connect(":memory:", config={"memory_limit": memory_limit})
+        # DuckDB's share of the memory; past it, work spills to a private temp folder
+        self._spill = tempfile.mkdtemp(prefix="relaywatch-duckdb-")
+        self.con = duckdb.connect(":memory:", config={"memory_limit": memory_limit,
+                                                      "temp_directory": self._spill})
         self.con.execute("SET TimeZone = 'UTC'")
         self._pinned: tuple[date, int] | None = None
         root = str(self.lake)
@@ -232,6 +241,7 @@ class Session:
 
     def close(self) -> None:
         self.con.close()
+        shutil.rmtree(self._spill, ignore_errors=True)
 
     def __enter__(self) -> Session:
         return self
@@ -245,7 +255,7 @@ class Session:
         reopening thousands of Parquet partitions each. Returns the rows pinned."""
         if self._pinned is not None and self._pinned[0] <= since:
             return self._pinned[1]  # already loaded by an earlier stage of this run
-        cols = ", ".join(f'"{c}"' for c in columns)
+        cols = ", ".join(f'{_PINNED_AS.get(c, chr(34) + c + chr(34))} AS "{c}"' for c in columns)
         try:
             self.con.execute(f"CREATE OR REPLACE TEMP TABLE _pinned_messages AS SELECT {cols} "
                              "FROM main.messages WHERE date >= $since", {"since": since})

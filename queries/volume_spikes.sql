@@ -17,6 +17,12 @@ rows AS (
       AND ($tenant::VARCHAR IS NULL OR o.tenant = $tenant::VARCHAR)
 ),
 starts AS (SELECT tenant, min(hour) AS first_hour FROM rows GROUP BY tenant),
+per_message AS (  -- a message's recipients share its hour, sender and connector
+    SELECT tenant, hour, connector, sender_address, msg, count(*) AS recipients,
+           count(*) FILTER (WHERE spam_signal) AS spam_recipients
+    FROM rows
+    GROUP BY ALL
+),
 hourly AS (
     SELECT tenant,
            CASE WHEN grouping(connector) = 0 THEN 'connector'
@@ -24,10 +30,10 @@ hourly AS (
            CASE WHEN grouping(connector) = 0 THEN connector
                 WHEN grouping(sender_address) = 0 THEN sender_address ELSE tenant END AS key,
            hour,
-           count(*) AS recipients,
-           count(DISTINCT msg) AS messages,
-           count(*) FILTER (WHERE spam_signal) AS spam_recipients
-    FROM rows
+           sum(recipients)::BIGINT AS recipients,
+           count(*) AS messages,
+           sum(spam_recipients)::BIGINT AS spam_recipients
+    FROM per_message
     GROUP BY GROUPING SETS ((tenant, hour), (tenant, connector, hour), (tenant, sender_address, hour))
 ),
 buckets AS (
