@@ -13,7 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -32,6 +32,22 @@ _MSG_KEY = ("_msg", "recipient_address")
 # Lakes this process holds the lock of (and how deeply), so nested stages of one run
 # (nightly → ingest → detect) share the lock instead of refusing themselves.
 _HELD: dict[Path, int] = {}
+
+
+def write_atomically(target: Path, write: Callable[[Path], object]) -> None:
+    """`write` fills a hidden temporary file beside `target`; it is synced and renamed into
+    place, so readers (and a rerun after a kill) see the old file or the new one."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".tmp-{os.getpid()}-{target.name}"
+    try:
+        write(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        faults.write_point()
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise LakeError(f"{target}: cannot write ({exc.strerror})") from None
 
 
 class Lake:
@@ -79,17 +95,8 @@ class Lake:
     # ------------------------------------------------------------ writing
 
     def _write(self, df: pl.DataFrame, target: Path) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / f".tmp-{os.getpid()}-{target.name}"
-        try:
-            df.write_parquet(tmp, compression="zstd", statistics=True)
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            faults.write_point()
-            os.replace(tmp, target)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise LakeError(f"{target}: cannot write ({exc.strerror})") from None
+        write_atomically(target, lambda tmp: df.write_parquet(tmp, compression="zstd",
+                                                              statistics=True))
 
     def partition_path(self, tenant: str, day: date) -> Path:
         return self.root / "messages" / f"tenant={tenant}" / f"date={day.isoformat()}" / "data.parquet"

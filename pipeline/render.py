@@ -9,7 +9,6 @@ aside and renamed into place.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,6 +18,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from pipeline import faults
 from pipeline.errors import ConfigError
+from pipeline.lake import write_atomically
 from pipeline.report import COLOURS, Report, verdicts_json
 
 _ENV = Environment(loader=PackageLoader("pipeline", "templates"),
@@ -73,15 +73,4 @@ def write(report: Report, out: Path) -> Path:
 
 
 def _atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        faults.write_point()
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise ConfigError(f"{path}: cannot write ({exc.strerror})") from None
+    write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
