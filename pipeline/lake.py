@@ -21,7 +21,7 @@ from pathlib import Path
 import polars as pl
 
 from pipeline import faults, schema
-from pipeline.errors import LakeError, LockError
+from pipeline.errors import ConfigError, LakeError, LockError
 
 MANIFEST = "ingest_log/manifest.parquet"
 # Columns that identify one row of `messages`; rows sharing them are the same recipient of
@@ -53,6 +53,13 @@ def write_atomically(target: Path, write: Callable[[Path], object]) -> None:
 class Lake:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+
+    def must_exist(self) -> Lake:
+        """This lake, or a usage error when the folder holds no lake (a typo in --lake)."""
+        if not (self.root / "messages").is_dir() and not (self.root / "ingest_log").is_dir():
+            raise ConfigError(f"{self.root}: no lake here; run `relaywatch ingest` first or "
+                              "point --lake at one")
+        return self
 
     # ------------------------------------------------------------ locking
 
@@ -145,13 +152,14 @@ class Lake:
         return target
 
     def drop_partitions_before(self, cutoff: date) -> list[Path]:
-        """Retention: remove message partitions (and findings/verdicts days) before
-        `cutoff`. Raw exports are not in the lake and are never touched; the manifest keeps
-        its rows, so the same exports are not ingested again."""
+        """Retention: remove the day partitions before `cutoff` of every dated table
+        (messages by date; findings, verdicts and detect's other results by as-of day).
+        Raw exports are not in the lake and are never touched; the manifest keeps its rows,
+        so the same exports are not ingested again."""
         dropped = []
         parts = [*(self.root / "messages").glob("tenant=*/date=*"),
-                 *(self.root / "findings").glob("as_of=*"),
-                 *(self.root / "verdicts").glob("as_of=*")]
+                 *(p for t in schema.TABLES.values() if t.layout.split("/")[1].startswith("as_of=")
+                   for p in (self.root / t.name).glob("as_of=*"))]
         for part in sorted(parts):
             if date.fromisoformat(part.name.split("=", 1)[1]) < cutoff:
                 shutil.rmtree(part)

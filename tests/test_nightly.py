@@ -205,3 +205,12 @@ def test_retention_drops_old_partitions_and_says_so(tmp_path: Path) -> None:
     assert (inbox / "contoso" / "messagetrace_20261107.csv").is_file()  # raw exports stay
     code, out, err = nightly(inbox, tmp_path, "--keep-days", "7")
     assert "skipped 54" in out                                         # not re-ingested
+    # a week later, every table detect wrote for 2026-11-28 goes too
+    r = CliRunner().invoke(cli, ["nightly", "--inbox", str(inbox), "--lake", str(tmp_path / "lake"),
+                                 "--reports", str(tmp_path / "reports"), "--as-of", "2026-12-05",
+                                 "--no-email", "--keep-days", "3"])
+    assert r.exit_code == 0, r.stderr
+    results = {p.relative_to(tmp_path / "lake").as_posix()
+               for p in (tmp_path / "lake").glob("*/as_of=*")}
+    assert results == {f"{t}/as_of=2026-12-05" for t in ("findings", "verdicts", "baselines",
+                                                         "chart_hours", "ndr_days")}
