@@ -25,7 +25,6 @@ from pipeline.sql import PINNED_COLUMNS, Session
 
 DETECTIONS = ("tenant_activity", "unprovisioned_senders", "volume_spikes",
               "suspicious_connectors", "block_ndrs", "restricted_senders")
-COLUMNS = PINNED_COLUMNS
 
 
 def parse_as_of(text: str | None, now: datetime | None = None) -> datetime:
@@ -73,20 +72,26 @@ def evaluate(lake: Path, run: Run, session: Session | None = None) -> Result:
     A caller's session (nightly's) is used as it is, and left open."""
     lookback = timedelta(days=run.settings.window_days + run.settings.baseline_days)
     with nullcontext(session) if session else Session(lake) as s:
-        s.pin_messages((run.as_of - lookback).date(), COLUMNS)
+        s.pin_messages((run.as_of - lookback).date(), PINNED_COLUMNS)
         rows = {name: s.run(name, run.params()) for name in DETECTIONS}
         drawn = {table: s.run(query, run.params()) for table, query in FOR_REPORT.items()}
-    tenants = rows["tenant_activity"]["tenant"].to_list()
-    findings = [f for name, build in _BUILDERS.items() for f in build(rows[name], rows, run)]
-    verdicts = [verdict.judge(t, rows, [f for f in findings if f["tenant"] == t], run.as_of,
-                              run.settings) for t in tenants]
+    unprovisioned = rows["unprovisioned_senders"]
+    relays = {a["tenant"]: verdict.relaying(a, unprovisioned.filter(pl.col("tenant") ==
+                                                                     a["tenant"]), run.settings)
+              for a in rows["tenant_activity"].iter_rows(named=True)}
+    findings = [f for name, build in _BUILDERS.items() for f in build(rows[name], relays, run)]
+    by_tenant: dict[str, list[dict[str, Any]]] = {t: [] for t in relays}
+    for f in findings:
+        by_tenant[f["tenant"]].append(f)
+    verdicts = [verdict.judge(t, rows, by_tenant[t], relay, run.as_of, run.settings)
+                for t, relay in relays.items()]
     stamp = {"as_of": run.as_of.date(), "as_of_utc": run.as_of}
     return Result(
         schema.FINDINGS.conform(pl.DataFrame([{**stamp, **f} for f in findings],
-                                             schema_overrides=_overrides(schema.FINDINGS),
+                                             schema_overrides=schema.FINDINGS.schema,
                                              infer_schema_length=None)),
         schema.VERDICTS.conform(pl.DataFrame([{**stamp, **v} for v in verdicts],
-                                             schema_overrides=_overrides(schema.VERDICTS),
+                                             schema_overrides=schema.VERDICTS.schema,
                                              infer_schema_length=None)),
         rows, {t: schema.TABLES[t].conform(df.with_columns(**{k: pl.lit(v) for k, v
                                                                in stamp.items()}))
@@ -96,10 +101,7 @@ def evaluate(lake: Path, run: Run, session: Session | None = None) -> Result:
 def detect(settings: Settings, as_of: datetime, tenant: str | None = None,
            session: Session | None = None) -> Result:
     """Evaluate and store findings and verdicts for the as-of day, under the lake lock."""
-    lake = Lake(settings.lake)
-    if not (settings.lake / "messages").is_dir() and not (settings.lake / "ingest_log").is_dir():
-        raise ConfigError(f"{settings.lake}: no lake here; run `relaywatch ingest` first "
-                          "or point --lake at one")
+    lake = Lake(settings.lake).must_exist()
     with lake.locked(), faults.stage("detect"):
         result = evaluate(settings.lake, Run(as_of, tenant, settings.detect), session)
         tenants = result.verdicts["tenant"].to_list()
@@ -110,14 +112,6 @@ def detect(settings: Settings, as_of: datetime, tenant: str | None = None,
     if session:
         session.refresh("findings", "verdicts", *FOR_REPORT)
     return result
-
-
-def _overrides(table: schema.Table) -> dict[str, pl.DataType]:
-    return {c.name: c.dtype for c in table.columns}
-
-
-def _by_tenant(frame: pl.DataFrame) -> dict[str, dict[str, Any]]:
-    return {r["tenant"]: r for r in frame.iter_rows(named=True)}
 
 
 def _evidence(row: dict[str, Any]) -> str:
@@ -133,10 +127,8 @@ def _finding(tenant: str, detection: str, severity: str, subject: str, first: An
             "evidence": _evidence(evidence)}
 
 
-def _unprovisioned(rows: pl.DataFrame, every: dict[str, pl.DataFrame], run: Run) -> list[dict[str, Any]]:
+def _unprovisioned(rows: pl.DataFrame, relays: dict[str, verdict.Relaying], run: Run) -> list[dict[str, Any]]:
     out = []
-    judged = {t: verdict.relaying(a, rows.filter(pl.col("tenant") == t), run.settings)
-              for t, a in _by_tenant(every["tenant_activity"]).items()}
     by_domain = rows.group_by("tenant", "domain", maintain_order=True).agg(
         pl.col("messages").sum(), pl.col("recipients").sum(), pl.col("spam_recipients").sum(),
         pl.col("first_seen_utc").min(), pl.col("last_seen_utc").max(),
@@ -152,7 +144,7 @@ def _unprovisioned(rows: pl.DataFrame, every: dict[str, pl.DataFrame], run: Run)
             reasons.append("not seen sending before the window")
         if r["spam_recipients"]:
             reasons.append(f"{r['spam_recipients']:,} of them filtered as spam or refused")
-        relay = judged[r["tenant"]]
+        relay = relays[r["tenant"]]
         bad = relay.relaying and r["domain"] in relay.flagged_domains
         if bad:
             reasons.append("part of relaying: " + "; ".join(relay.why))
@@ -164,7 +156,7 @@ def _unprovisioned(rows: pl.DataFrame, every: dict[str, pl.DataFrame], run: Run)
     return out
 
 
-def _spikes(rows: pl.DataFrame, every: dict[str, pl.DataFrame], run: Run) -> list[dict[str, Any]]:
+def _spikes(rows: pl.DataFrame, relays: dict[str, verdict.Relaying], run: Run) -> list[dict[str, Any]]:
     out = []
     grouped = rows.group_by("tenant", "scope", "key", maintain_order=True).agg(
         pl.col("bucket").min().alias("first"), pl.col("bucket").max().alias("last"),
@@ -190,7 +182,7 @@ def _spikes(rows: pl.DataFrame, every: dict[str, pl.DataFrame], run: Run) -> lis
     return out
 
 
-def _connectors(rows: pl.DataFrame, every: dict[str, pl.DataFrame], run: Run) -> list[dict[str, Any]]:
+def _connectors(rows: pl.DataFrame, relays: dict[str, verdict.Relaying], run: Run) -> list[dict[str, Any]]:
     out = []
     for r in rows.filter(pl.col("score") > 0).iter_rows(named=True):
         carrying = r["window_recipients"] > 0
@@ -205,7 +197,7 @@ def _connectors(rows: pl.DataFrame, every: dict[str, pl.DataFrame], run: Run) ->
     return out
 
 
-def _ndrs(rows: pl.DataFrame, every: dict[str, pl.DataFrame], run: Run) -> list[dict[str, Any]]:
+def _ndrs(rows: pl.DataFrame, relays: dict[str, verdict.Relaying], run: Run) -> list[dict[str, Any]]:
     return [_finding(r["tenant"], "block_ndr",
                      "warning" if r["kind"] in ("tenant_block", "connector_block") else "info",
                      r["ndr_code"], r["first_seen_utc"], r["last_seen_utc"], r["messages"],
@@ -215,7 +207,7 @@ def _ndrs(rows: pl.DataFrame, every: dict[str, pl.DataFrame], run: Run) -> list[
             for r in rows.iter_rows(named=True)]
 
 
-def _restricted(rows: pl.DataFrame, every: dict[str, pl.DataFrame], run: Run) -> list[dict[str, Any]]:
+def _restricted(rows: pl.DataFrame, relays: dict[str, verdict.Relaying], run: Run) -> list[dict[str, Any]]:
     out = []
     for r in rows.iter_rows(named=True):
         active = r["recipients_after"] >= run.settings.restricted_min_recipients

@@ -21,6 +21,7 @@ from pipeline.errors import ConfigError
 from pipeline.schema import CHECKLIST
 from pipeline.settings import DetectSettings
 from pipeline.sql import Session
+from pipeline.verdict import when
 
 STEP_TITLES = ("Every sending domain is registered", "No unusual inbound connectors",
                "On-premises side no longer relays spam", "Ready to ask support for an unblock")
@@ -84,7 +85,7 @@ class TenantReport:
 
     @property
     def last_event(self) -> str:
-        return _when(self.last_event_utc)
+        return when(self.last_event_utc)
 
     @property
     def needs_attention(self) -> bool:
@@ -126,10 +127,6 @@ class Report:
         return tuple(t for t in self.tenants if t.needs_attention)
 
 
-def _when(value: datetime | None) -> str:
-    return f"{value:%Y-%m-%d %H:%M} UTC" if value else "never"
-
-
 def ps_quote(text: str) -> str:
     """A PowerShell single-quoted literal: nothing inside is interpreted; control characters
     (a newline would end the command) are dropped."""
@@ -163,11 +160,10 @@ def build(lake: Path, as_of: date, settings: DetectSettings, tenant: str | None 
         quality = session.run("data_quality", {"tenant": tenant})
         rejected = session.run("rejected_files", {"tenant": tenant})
         bad_rows = session.run("rejected_rows", {"tenant": tenant})
+    parts = [_by_tenant(f) for f in (findings, hourly, baseline, ndrs)]
     tenants = tuple(
-        _tenant(v, findings.filter(pl.col("tenant") == v["tenant"]),
-                hourly.filter(pl.col("tenant") == v["tenant"]),
-                baseline.filter(pl.col("tenant") == v["tenant"]),
-                ndrs.filter(pl.col("tenant") == v["tenant"]), since, as_of_utc, settings)
+        _tenant(v, *(p.get(v["tenant"], frame.clear()) for p, frame in
+                     zip(parts, (findings, hourly, baseline, ndrs))), since, as_of_utc, settings)
         for v in verdicts.iter_rows(named=True))
     states = {t.tenant: (t.data_state, t.last_event) for t in tenants}
     quality_rows = tuple({**q, "data_state": states.get(q["tenant"], ("no_data", ""))[0],
@@ -175,6 +171,11 @@ def build(lake: Path, as_of: date, settings: DetectSettings, tenant: str | None 
                          for q in quality.iter_rows(named=True))
     return Report(as_of, as_of_utc, settings.window_days, tenants, quality_rows,
                   tuple(rejected.iter_rows(named=True)), tuple(bad_rows.iter_rows(named=True)))
+
+
+def _by_tenant(frame: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """Split a frame by tenant once (filtering it per tenant costs tenants x rows)."""
+    return {key[0]: part for key, part in frame.partition_by("tenant", as_dict=True).items()}
 
 
 def chart(hourly: pl.DataFrame, baseline: pl.DataFrame, spikes: set[datetime],
@@ -229,8 +230,8 @@ def _evidence(rows: pl.DataFrame, detection: str) -> list[dict[str, Any]]:
     out = []
     for r in rows.filter(pl.col("detection") == detection).iter_rows(named=True):
         out.append({**json.loads(r["evidence"]), "severity": r["severity"],
-                    "finding_reasons": r["reasons"], "first": _when(r["first_seen_utc"]),
-                    "last": _when(r["last_seen_utc"])})
+                    "finding_reasons": r["reasons"], "first": when(r["first_seen_utc"]),
+                    "last": when(r["last_seen_utc"])})
     return out
 
 

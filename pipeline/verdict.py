@@ -62,10 +62,11 @@ def relaying(activity: dict[str, Any], rows: pl.DataFrame, s: DetectSettings) ->
     if share > s.unprovisioned_max_share:
         why.append(f"{share:.0%} of outbound recipients (tolerated: "
                    f"{s.unprovisioned_max_share:.0%})")
-    if history and rate_b > 0 and rate_w >= s.unprovisioned_rise_ratio * rate_b:
+    rising = history and rate_b > 0 and rate_w >= s.unprovisioned_rise_ratio * rate_b
+    if rising:
         why.append(f"{rate_w:,.0f} recipients/day against {rate_b:,.1f}/day before the window")
     is_relaying = recipients >= s.unprovisioned_min_messages and bool(why)
-    broad = share > s.unprovisioned_max_share or any("/day" in w for w in why)
+    broad = share > s.unprovisioned_max_share or rising
     flagged = domains if broad else tuple(
         sorted(set(new["domain"].to_list()) | set(via["domain"].to_list())))
     summary = (f"{recipients:,} recipients ({share:.1%} of outbound) from "
@@ -80,7 +81,8 @@ def _rows(frame: pl.DataFrame, tenant: str) -> list[dict[str, Any]]:
     return frame.filter(pl.col("tenant") == tenant).to_dicts()
 
 
-def _when(ts: datetime | None) -> str:
+def when(ts: datetime | None) -> str:
+    """A moment as the report and the evidence write it."""
     return f"{ts:%Y-%m-%d %H:%M} UTC" if ts else "never"
 
 
@@ -96,9 +98,9 @@ def _headline(f: dict[str, Any]) -> str:
 
 
 def judge(tenant: str, rows: dict[str, pl.DataFrame], findings: list[dict[str, Any]],
-          as_of: datetime, s: DetectSettings) -> dict[str, Any]:
+          relay: Relaying, as_of: datetime, s: DetectSettings) -> dict[str, Any]:
+    """The verdict of one tenant from the detection rows, its findings and its relaying."""
     activity = _rows(rows["tenant_activity"], tenant)[0]
-    relay = relaying(activity, rows["unprovisioned_senders"].filter(pl.col("tenant") == tenant), s)
     clean_since = as_of - timedelta(hours=s.clean_hours)
     lookback = s.window_days + s.baseline_days
 
@@ -106,7 +108,7 @@ def judge(tenant: str, rows: dict[str, pl.DataFrame], findings: list[dict[str, A
     if last_event is None:
         state, stale = "no_data", f"no message events in the last {lookback} days before as-of"
     elif as_of - last_event > timedelta(hours=s.stale_after_hours):
-        state, stale = "stale", (f"data is stale: last event {_when(last_event)}, "
+        state, stale = "stale", (f"data is stale: last event {when(last_event)}, "
                                  f"{_hours(as_of - last_event)} before as-of (limit "
                                  f"{s.stale_after_hours} h), so the tenant cannot be shown clean")
     else:
@@ -133,14 +135,14 @@ def judge(tenant: str, rows: dict[str, pl.DataFrame], findings: list[dict[str, A
         step1 = (True, f"All {activity['window_outbound']:,} outbound recipients in the last "
                        f"{s.window_days} days came from registered domains.")
     elif relay.relaying:
-        step1 = (True, f"No unregistered-domain sending since {_when(relay.last_utc)}; "
+        step1 = (True, f"No unregistered-domain sending since {when(relay.last_utc)}; "
                        f"before that {relay.summary}.")
     else:
         step1 = (True, f"Only a tolerated share from unregistered domains: {relay.summary}, "
                        "all seen before the window and none through a connector (forwarding).")
 
     # Step 2: no unusual inbound connectors
-    removed = [f"{c['connector']!r} removed {_when(c['removed_utc'])}"
+    removed = [f"{c['connector']!r} removed {when(c['removed_utc'])}"
                + (f" by {c['removed_by']}" if c["removed_by"] else "")
                for c in connectors if c["removed_utc"]]
     listed = [c for c in connectors if c["in_connector_list"]]
@@ -164,13 +166,13 @@ def judge(tenant: str, rows: dict[str, pl.DataFrame], findings: list[dict[str, A
     if state != "fresh":
         step3 = (False, stale[0].upper() + stale[1:] + ".")
     elif last_sign and last_sign >= clean_since:
-        step3 = (False, f"Still relaying: last sign {_when(last_sign)}, "
+        step3 = (False, f"Still relaying: last sign {when(last_sign)}, "
                         f"{_hours(as_of - last_sign)} before as-of; needs {s.clean_hours} h clean.")
     else:
-        since = (f"since {_when(last_sign)} ({_hours(as_of - last_sign)})" if last_sign
+        since = (f"since {when(last_sign)} ({_hours(as_of - last_sign)})" if last_sign
                  else f"in the last {lookback} days")
         step3 = (True, f"No relaying or spam signal {since}; data fresh "
-                       f"(last event {_when(last_event)}).")
+                       f"(last event {when(last_event)}).")
 
     # Step 4: ready to ask support
     failing = [str(i) for i, st in enumerate((step1, step2, step3), 1) if not st[0]]
@@ -180,8 +182,8 @@ def judge(tenant: str, rows: dict[str, pl.DataFrame], findings: list[dict[str, A
     elif latest_block:
         step4 = (True, f"Ask Microsoft support to lift {latest_block['ndr_code']} "
                        f"({latest_block['meaning']}; {latest_block['recipients']:,} NDRs from "
-                       f"{_when(latest_block['first_seen_utc'])} to "
-                       f"{_when(latest_block['last_seen_utc'])}). Evidence: {step1[1]} "
+                       f"{when(latest_block['first_seen_utc'])} to "
+                       f"{when(latest_block['last_seen_utc'])}). Evidence: {step1[1]} "
                        f"{step2[1]} {step3[1]}")
     else:
         step4 = (True, f"No block NDR in the last {lookback} days: nothing to request. "
@@ -197,8 +199,8 @@ def judge(tenant: str, rows: dict[str, pl.DataFrame], findings: list[dict[str, A
     reasons = [stale] if stale else []
     if blocked_now and latest_block:
         reasons.append(f"blocked now: {latest_block['recipients']:,} NDRs "
-                       f"{latest_block['ndr_code']} since {_when(latest_block['first_seen_utc'])}, "
-                       f"last {_when(latest_block['last_seen_utc'])}")
+                       f"{latest_block['ndr_code']} since {when(latest_block['first_seen_utc'])}, "
+                       f"last {when(latest_block['last_seen_utc'])}")
     if relay.relaying:
         reasons.append(f"unregistered-domain relaying: {relay.summary}; " + "; ".join(relay.why))
     reasons += [_headline(f) for f in compromise if f["detection"] != "unprovisioned_domain"]
