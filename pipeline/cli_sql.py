@@ -13,6 +13,7 @@ import click
 from pipeline import output
 from pipeline.cli import LAKE_OPTION, cli
 from pipeline.errors import ConfigError
+from pipeline.lake import Lake
 
 _FORMAT = click.option("--format", "fmt", type=click.Choice(output.FORMATS),
                        help="Output format (default: table on a terminal, csv otherwise).")
@@ -30,10 +31,7 @@ def _session(obj: dict, lake: Path | None):  # type: ignore[no-untyped-def]
     from pipeline import sql as sql_mod
 
     s = obj["settings"].with_overrides(lake=lake)
-    if not s.lake.is_dir():
-        raise ConfigError(f"{s.lake}: no lake here; run `relaywatch ingest` first or point "
-                          "--lake at one")
-    return sql_mod.Session(s.lake)
+    return sql_mod.Session(Lake(s.lake).must_exist().root)
 
 
 @cli.command("sql")
@@ -98,10 +96,7 @@ def query_show(name: str) -> None:
     """
     from pipeline import sql as sql_mod
 
-    found = sql_mod.queries()
-    if name not in found:
-        raise ConfigError(f"no query named {name!r}; `relaywatch query list` shows them")
-    click.echo(found[name].sql, nl=False)
+    click.echo(sql_mod.named(name).sql, nl=False)
 
 
 @query.command("run")
@@ -127,14 +122,12 @@ def query_run(obj: dict, name: str, params: tuple[tuple[str, str], ...], lake: P
 
     from pipeline import sql as sql_mod
 
-    found = sql_mod.queries()
-    if name not in found:
-        raise ConfigError(f"no query named {name!r}; `relaywatch query list` shows them")
+    query = sql_mod.named(name)
     given = {k: sql_mod.parse_value(v) for k, v in params}
-    extra = sorted(set(given) - set(found[name].params))
+    extra = sorted(set(given) - set(query.params))
     if extra:
         raise ConfigError(f"query {name} has no parameter {', '.join(extra)}; it takes "
-                          + (", ".join(found[name].params) or "none"))
+                          + (", ".join(query.params) or "none"))
     defaults = {"as_of": datetime.now(timezone.utc), **asdict(obj["settings"].detect)}
     with _session(obj, lake) as session:
         _emit(session.run(name, {**defaults, **given}), fmt, kw.get("output"))
@@ -160,7 +153,6 @@ def catalog(obj: dict, lake: Path | None, out: Path | None) -> None:
     from pipeline import sql as sql_mod
 
     s = obj["settings"].with_overrides(lake=lake)
-    if not s.lake.is_dir():
-        raise ConfigError(f"{s.lake}: no lake here; run `relaywatch ingest` first")
+    Lake(s.lake).must_exist()
     written = sql_mod.catalog(s.lake, out or s.lake / "lake.duckdb")
     click.echo(str(written))

@@ -196,6 +196,14 @@ def example_params(query: Query) -> dict[str, Any]:
     return {k: parse_value(v) for k, v in (p.split("=", 1) for p in query.example.split())}
 
 
+def named(name: str, folder: Path = QUERIES) -> Query:
+    """queries/<name>.sql, or a ConfigError; the name is checked before it becomes a path."""
+    path = folder / f"{name}.sql"
+    if not re.fullmatch(r"[a-z0-9_]+", name) or not path.is_file():
+        raise ConfigError(f"no query named {name!r}; `relaywatch query list` shows them")
+    return load_query(path)
+
+
 def queries(folder: Path = QUERIES) -> dict[str, Query]:
     return {p.stem: load_query(p) for p in sorted(folder.glob("*.sql"))}
 
@@ -250,33 +258,31 @@ class Session:
         self.close()
 
     def pin_messages(self, since: date, columns: tuple[str, ...]) -> int:
-        """Read the messages from `since` on (those columns only) into memory once, and let
-        `messages` in this session mean them: the detections then scan memory instead of
-        reopening thousands of Parquet partitions each. Returns the rows pinned."""
+        """Read the messages from `since` on (those columns only), the accepted domains and
+        the judged outbound rows into memory once, and let `messages`, `accepted_domains`
+        and `outbound_mail` in this session mean them: the detections then scan memory
+        instead of reopening thousands of Parquet partitions each. Returns the rows pinned."""
         if self._pinned is not None and self._pinned[0] <= since:
             return self._pinned[1]  # already loaded by an earlier stage of this run
         cols = ", ".join(f'{_PINNED_AS.get(c, chr(34) + c + chr(34))} AS "{c}"' for c in columns)
         try:
-            self.con.execute(f"CREATE OR REPLACE TEMP TABLE _pinned_messages AS SELECT {cols} "
-                             "FROM main.messages WHERE date >= $since", {"since": since})
-            self.con.execute("CREATE OR REPLACE TEMP VIEW messages AS "
-                             "SELECT * FROM _pinned_messages")
+            self._pin("messages", f"SELECT {cols} FROM main.messages WHERE date >= $since",
+                      {"since": since})
             # every outbound row asks whether its domains were accepted: keep the (small)
-            # accepted-domain snapshots in memory too, not in hundreds of files
-            self.con.execute("CREATE OR REPLACE TEMP TABLE _pinned_accepted AS "
-                             "SELECT * FROM main.accepted_domains")
-            self.con.execute("CREATE OR REPLACE TEMP VIEW accepted_domains AS "
-                             "SELECT * FROM _pinned_accepted")
-            # and judge each outbound row's domains once, not once per query
-            self.con.execute("CREATE OR REPLACE TEMP TABLE _pinned_outbound AS "
-                             "SELECT * FROM main.outbound_mail")
-            self.con.execute("CREATE OR REPLACE TEMP VIEW outbound_mail AS "
-                             "SELECT * FROM _pinned_outbound")
+            # accepted-domain snapshots in memory too, not in hundreds of files ...
+            self._pin("accepted_domains", "SELECT * FROM main.accepted_domains")
+            # ... and judge each outbound row's domains once, not once per query
+            self._pin("outbound_mail", "SELECT * FROM main.outbound_mail")
             count = self.con.sql("SELECT count(*) FROM _pinned_messages").fetchall()[0][0]
-            self._pinned = (since, count)
-            return count
         except duckdb.Error as exc:
             raise LakeError(f"{self.lake}: cannot read the messages ({exc})") from None
+        self._pinned = (since, count)
+        return count
+
+    def _pin(self, view: str, select: str, params: dict[str, Any] | None = None) -> None:
+        """Materialise `select` in memory and let `view` mean it in this session."""
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE _pinned_{view} AS {select}", params)
+        self.con.execute(f'CREATE OR REPLACE TEMP VIEW "{view}" AS SELECT * FROM _pinned_{view}')
 
     def frame(self, sql: str, params: dict[str, Any] | None = None) -> pl.DataFrame:
         try:
@@ -287,10 +293,7 @@ class Session:
     def run(self, name: str, params: dict[str, Any]) -> pl.DataFrame:
         """Run queries/<name>.sql with the parameters it names (others in `params` are
         ignored, so one dict of settings can serve every query)."""
-        path = self.queries_dir / f"{name}.sql"
-        if not re.fullmatch(r"[a-z0-9_]+", name) or not path.is_file():
-            raise ConfigError(f"no query named {name!r}; `relaywatch query list` shows them")
-        query = load_query(path)
+        query = named(name, self.queries_dir)
         missing = sorted(set(query.params) - set(params))
         if missing:
             raise ConfigError(f"query {name}: missing parameter(s) "
