@@ -198,7 +198,7 @@ class Ingestor:
         # unchanged files (same path, size and mtime as when hashed) are not read again, so
         # a night with one new file reads one file, not the whole inbox
         known = {} if rehash else self.lake.known_files()
-        queue: list[tuple[InputFile, formats.Sniffed, str, int, int | None]] = []
+        queue: list[tuple[InputFile, formats.Sniffed, FileResult]] = []
         for item in items:
             res = FileResult(item.display, item.tenant)
             if item.problem:
@@ -222,20 +222,22 @@ class Ingestor:
             except InputFormatError as exc:
                 self._reject(item, res, str(exc))
                 continue
-            queue.append((item, sniffed, res.sha256, res.size, res.mtime_ns))
+            res.format = sniffed.format
+            queue.append((item, sniffed, res))
         queue.sort(key=lambda q: formats.TABLE_ORDER.index(q[1].table))
-        for item, sniffed, sha, size, mtime_ns in queue:
-            self._ingest_one(item, sniffed, sha, size, mtime_ns)
+        for item, sniffed, res in queue:
+            self._ingest_one(item, sniffed, res)
         self._flush()
         self.lake.record(self._manifest_rows(self._unrecorded))
         return self.report
 
-    def _ingest_one(self, item: InputFile, sniffed: formats.Sniffed, sha: str, size: int,
-                    mtime_ns: int | None = None) -> None:
+    def _ingest_one(self, item: InputFile, sniffed: formats.Sniffed, res: FileResult) -> None:
+        """Parse one file (a part at a time if large) into the lake; `res` holds its hash,
+        size and mtime from the scan."""
         started = time.monotonic()
-        res = FileResult(item.display, item.tenant, sha, size, sniffed.format, mtime_ns=mtime_ns)
+        sha = res.sha256
         own = self._own.setdefault(item.tenant, _own_domains(self.lake, item.tenant))
-        mtime = datetime.fromtimestamp(item.path.stat().st_mtime, tz=timezone.utc)
+        mtime = datetime.fromtimestamp((res.mtime_ns or 0) / 1e9, tz=timezone.utc)
         ctx = Context(item.display, item.tenant, mtime, self.settings.date_order,
                       tuple(sorted(own)), self.settings.headerless_msgtrk)
         rejects: list[pl.DataFrame] = []
@@ -273,7 +275,7 @@ class Ingestor:
                                    pl.concat(rejects, how="vertical_relaxed"))
         res.seconds = time.monotonic() - started
         self._finish(res)
-        self.progress(size)
+        self.progress(res.size)
 
     def _flush(self) -> None:
         """Write pending message rows, then record the files they came from."""

@@ -128,12 +128,8 @@ def read_parts(path: Path, sniffed: Sniffed, ctx: Context) -> Iterator[Parsed]:
             or path.stat().st_size < STREAM_BYTES):
         yield read(path, sniffed, ctx)
         return
-    fmt = next(f for f in TABULAR if f.name == sniffed.format)
     for df in read_csv_batches(path, sniffed.head, ctx.file, sniffed.skip_lines, STREAM_ROWS):
-        parsed = without_oversized_fields(fmt.parse(df, ctx))
-        if sniffed.skip_lines and parsed.table == "messages":
-            parsed.format += "_ps51"
-        yield parsed
+        yield without_oversized_fields(_parse_csv(df, sniffed, ctx))
 
 
 # No field of a real export comes near this (subjects are cut at 255 characters in traces,
@@ -162,8 +158,8 @@ def without_oversized_fields(parsed: Parsed) -> Parsed:
 def _read(path: Path, sniffed: Sniffed, ctx: Context) -> Parsed:
     if sniffed.container == "msgtrk":
         return tracking.read_msgtrk(path, sniffed.head, ctx)
-    fmt = next(f for f in TABULAR if f.name == sniffed.format)
     if sniffed.container == "json":
+        fmt = next(f for f in TABULAR if f.name == sniffed.format)
         records, bad = read_json_records(path, sniffed.head, ctx.file)
         parsed = fmt.parse(records_frame(records), ctx)
         if bad:
@@ -172,10 +168,16 @@ def _read(path: Path, sniffed: Sniffed, ctx: Context) -> Parsed:
         if parsed.table == "messages" and not parsed.format.endswith("_json"):
             parsed.format += "_json"
         return parsed
-    df = read_csv_frame(path, sniffed.head, ctx.file, skip_lines=sniffed.skip_lines)
+    return _parse_csv(read_csv_frame(path, sniffed.head, ctx.file, skip_lines=sniffed.skip_lines),
+                      sniffed, ctx)
+
+
+def _parse_csv(df: pl.DataFrame, sniffed: Sniffed, ctx: Context) -> Parsed:
+    """A CSV frame (whole file or part) through its format's parser."""
+    fmt = next(f for f in TABULAR if f.name == sniffed.format)
     parsed = fmt.parse(df, ctx)
     if sniffed.skip_lines and parsed.table == "messages":
-        parsed.format += "_ps51"
+        parsed.format += "_ps51"  # Windows PowerShell 5.1's #TYPE line
     return parsed
 
 
