@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import polars as pl
@@ -188,7 +188,9 @@ class Ingestor:
         self.settings = settings
         self.progress = progress or (lambda n: None)
         self.report = IngestReport()
-        self._pending: list[pl.DataFrame] = []
+        # message rows not yet written, by (tenant, day): a day is written when the file has
+        # moved past it, so a time-ordered export writes each partition once
+        self._pending: dict[tuple[str, date], list[pl.DataFrame]] = {}
         self._pending_rows = 0
         self._unrecorded: list[FileResult] = []
         self._own: dict[str, set[str]] = {}
@@ -256,11 +258,7 @@ class Ingestor:
                     res.first_event = min(filter(None, (res.first_event, first)))
                     res.last_event = max(filter(None, (res.last_event, last)))
                 if parsed.table == "messages":
-                    self._pending.append(
-                        rows.with_columns(pl.col("received_utc").dt.date().alias("date")))
-                    self._pending_rows += rows.height
-                    if self._pending_rows >= self.settings.flush_rows:
-                        self._flush()
+                    self._add_pending(item.tenant, rows)
                 else:
                     self.lake.write_file_table(parsed.table, item.tenant, sha, rows)
         except InputFormatError as exc:
@@ -277,13 +275,29 @@ class Ingestor:
         self._finish(res)
         self.progress(res.size)
 
-    def _flush(self) -> None:
-        """Write pending message rows, then record the files they came from."""
-        if self._pending:
-            self.lake.write_messages(pl.concat(self._pending, how="diagonal_relaxed"))
-            self._pending, self._pending_rows = [], 0
-        self.lake.record(self._manifest_rows(self._unrecorded))
-        self._unrecorded = []
+    def _add_pending(self, tenant: str, rows: pl.DataFrame) -> None:
+        days = rows.get_column("received_utc").dt.date()
+        for (day,), part in rows.with_columns(days.alias("date")).partition_by(
+                "date", as_dict=True, include_key=False).items():
+            self._pending.setdefault((tenant, day), []).append(part)  # type: ignore[arg-type]
+        self._pending_rows += rows.height
+        if self._pending_rows >= self.settings.flush_rows:
+            latest = days.max()
+            # keep the day still being filled (its rows go on in the next part) unless the
+            # buffer holds nothing else
+            older = [k for k in self._pending if k != (tenant, latest)]
+            self._flush(older or None)
+
+    def _flush(self, keys: list[tuple[str, date]] | None = None) -> None:
+        """Write pending message rows (of `keys`, else all); once nothing is pending, record
+        the files they came from (a file is in the manifest only when all its rows are)."""
+        for key in keys if keys is not None else list(self._pending):
+            parts = self._pending.pop(key)
+            self._pending_rows -= sum(p.height for p in parts)
+            self.lake.write_partition(*key, pl.concat(parts, how="diagonal_relaxed"))
+        if not self._pending:
+            self.lake.record(self._manifest_rows(self._unrecorded))
+            self._unrecorded = []
 
     def _reject(self, item: InputFile, res: FileResult, reason: str) -> None:
         res.status, res.reason = "rejected", reason

@@ -23,6 +23,34 @@ def header_key(name: str) -> str:
     return _HEADER_SEP.sub("", cleaned).lower()
 
 
+# ---------------------------------------------------------------- evaluation per distinct value
+
+def with_distinct(df: pl.DataFrame, **exprs: pl.Expr) -> pl.DataFrame:
+    """`df.with_columns(**exprs)`, but each expression runs once per distinct combination of
+    the columns it reads and is joined back.
+
+    Exports repeat the same few senders, recipients, statuses, connectors and IPs millions of
+    times, and the normalisers above are chains of string passes: on a real report this
+    makes them cost per distinct value, not per row. Where most values are distinct
+    (spam to random addresses), the expressions simply run per row.
+    """
+    groups: dict[tuple[str, ...], dict[str, pl.Expr]] = {}
+    for name, expr in exprs.items():
+        groups.setdefault(tuple(sorted(set(expr.meta.root_names()))), {})[name] = expr
+    for roots, group in groups.items():
+        keys = df.select(roots) if roots else None
+        distinct = keys.unique() if keys is not None else None
+        if keys is None or distinct is None or distinct.height * 2 > keys.height:
+            df = df.with_columns(**group)
+            continue
+        tmp = {f"__distinct{i}": name for i, name in enumerate(group)}
+        mapped = distinct.with_columns(**{t: group[n] for t, n in tmp.items()})
+        joined = keys.join(mapped, on=list(roots), how="left", nulls_equal=True,
+                           maintain_order="left")
+        df = df.with_columns(joined.select(pl.col(t).alias(n) for t, n in tmp.items()))
+    return df
+
+
 # ---------------------------------------------------------------- addresses and domains
 
 def address(col: pl.Expr) -> pl.Expr:

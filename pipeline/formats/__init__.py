@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import polars as pl
 
@@ -22,6 +26,9 @@ from pipeline.formats.source import (
     Head, read_csv_batches, read_csv_frame, read_head, read_json_records, records_frame,
 )
 from pipeline.normalize import header_key
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 TABULAR: list[TabularFormat] = [
     *config.FORMATS, *audit.FORMATS, *tracking.FORMATS, *messagetrace.FORMATS,
@@ -128,8 +135,34 @@ def read_parts(path: Path, sniffed: Sniffed, ctx: Context) -> Iterator[Parsed]:
             or path.stat().st_size < STREAM_BYTES):
         yield read(path, sniffed, ctx)
         return
-    for df in read_csv_batches(path, sniffed.head, ctx.file, sniffed.skip_lines, STREAM_ROWS):
-        yield without_oversized_fields(_parse_csv(df, sniffed, ctx))
+
+    def parse(df: pl.DataFrame) -> Parsed:
+        return without_oversized_fields(_parse_csv(df, sniffed, ctx))
+
+    batches = read_csv_batches(path, sniffed.head, ctx.file, sniffed.skip_lines, STREAM_ROWS)
+    first = next(batches, None)
+    if first is None:
+        return
+    yield parse(first)  # decides what the other parts share (the day/month order)
+    # Polars releases the GIL, so parts parse side by side on every core, in order, a few
+    # parts ahead of the caller (which meanwhile writes the parts before)
+    yield from ordered_map(parse, batches, ahead=4 * (os.cpu_count() or 1))
+
+
+def ordered_map(fn: Callable[[T], R], items: Iterator[T], ahead: int) -> Iterator[R]:
+    """fn over items in worker threads, results in input order, at most `ahead` in flight."""
+    pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1,
+                              thread_name_prefix="relaywatch-parse")
+    pending: deque[Future[R]] = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # No field of a real export comes near this (subjects are cut at 255 characters in traces,

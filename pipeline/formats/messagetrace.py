@@ -15,15 +15,14 @@ from pipeline.formats.common import (
 def finish_messages(df: pl.DataFrame, ctx: Context, fmt: str, own: tuple[str, ...],
                     hint: pl.Expr | None = None) -> Parsed:
     """Domains, direction and row checks shared by every message format."""
-    df = df.with_columns(
-        nz.domain(pl.col("sender_address")).alias("sender_domain"),
-        nz.domain(pl.col("recipient_address")).alias("recipient_domain"),
-        nz.domain(pl.col("envelope_sender")).alias("envelope_domain"),
+    df = nz.with_distinct(
+        df,
+        sender_domain=nz.domain(pl.col("sender_address")),
+        recipient_domain=nz.domain(pl.col("recipient_address")),
+        envelope_domain=nz.domain(pl.col("envelope_sender")),
     )
-    df = df.with_columns(
-        nz.direction(pl.col("sender_domain"), pl.col("recipient_domain"), list(own), hint)
-        .alias("direction")
-    )
+    df = nz.with_distinct(df, direction=nz.direction(
+        pl.col("sender_domain"), pl.col("recipient_domain"), list(own), hint))
     good, rejects = reject_rows(df, [
         (pl.col("received_utc").is_null(), "unparseable or missing timestamp",
          pl.col("_raw_time")),
@@ -44,22 +43,30 @@ def organizations(df: pl.DataFrame) -> tuple[str, ...]:
 def parse_trace(df: pl.DataFrame, ctx: Context) -> Parsed:
     times = parse_times(df, ctx, ["received", "receiveddatetime"])
     own = tuple(sorted(set(ctx.own_domains) | set(organizations(df))))
+    df = nz.with_distinct(
+        df,
+        _sender=nz.address(col(df, "senderaddress")),
+        _recipient=nz.address(col(df, "recipientaddress")),
+        _status=nz.trace_status(col(df, "status")),
+        _from_ip=nz.ip(col(df, "fromip")),
+        _to_ip=nz.ip(col(df, "toip")),
+    )
     out = df.select(
         pl.col("_line"),
         pl.coalesce(list(times.values())).alias("received_utc"),
         col(df, "received", "receiveddatetime").alias("_raw_time"),
-        nz.address(col(df, "senderaddress")).alias("sender_address"),
+        pl.col("_sender").alias("sender_address"),
         pl.lit(None, dtype=pl.String).alias("envelope_sender"),
-        nz.address(col(df, "recipientaddress")).alias("recipient_address"),
-        nz.trace_status(col(df, "status")).alias("status"),
+        pl.col("_recipient").alias("recipient_address"),
+        pl.col("_status").alias("status"),
         nz.blank_to_null(col(df, "subject")).alias("subject"),
         as_int(col(df, "size")).alias("size_bytes"),
         nz.blank_to_null(col(df, "messageid")).alias("message_id"),
         nz.blank_to_null(col(df, "messagetraceid", "id")).str.to_lowercase()
         .alias("network_message_id"),
-        nz.ip(col(df, "fromip")).alias("client_ip"),
-        nz.ip(col(df, "toip")).alias("to_ip"),
-        (nz.trace_status(col(df, "status")) == "filtered_as_spam").alias("spam_verdict"),
+        pl.col("_from_ip").alias("client_ip"),
+        pl.col("_to_ip").alias("to_ip"),
+        (pl.col("_status") == "filtered_as_spam").alias("spam_verdict"),
     )
     fmt = "graph_message_trace_json" if "receiveddatetime" in df.columns else "message_trace"
     return finish_messages(out, ctx, fmt, own)

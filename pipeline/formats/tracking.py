@@ -107,24 +107,28 @@ def parse_enhanced(df: pl.DataFrame, ctx: Context) -> Parsed:
     ).explode("_r").filter(
         pl.col("_r").is_null() | (pl.col("_r").str.strip_chars().str.len_chars() > 0)
     )
-    # split on the last "##": the address part may itself hold quotes or '#' (anchored,
-    # backtracking-free patterns: these run once per recipient of multi-GB reports)
+    # split on the last "##": the address part may itself hold quotes or '#'
     addr = pl.col("_r").str.replace(r"##[^#]*$", "")
     last_event = pl.col("_r").str.extract(r"([^,#]*)$", 1).str.strip_chars()
-    status = nz.event_outcome(last_event)
+    df = nz.with_distinct(
+        df,
+        sender_address=nz.address(col(df, "senderaddress")),
+        recipient_address=nz.address(addr),
+        status=nz.event_outcome(last_event),
+        connector=nz.blank_to_null(col(df, "connectorid").str.replace(r"^.*\\", "")),
+        client_ip=nz.ip(col(df, "originalclientip")),
+    )
     out = df.select(
         pl.col("_line"), pl.col("received_utc"), pl.col("_raw_time"),
-        nz.address(col(df, "senderaddress")).alias("sender_address"),
+        pl.col("sender_address"),
         pl.lit(None, dtype=pl.String).alias("envelope_sender"),
-        nz.address(addr).alias("recipient_address"),
-        status.alias("status"),
+        pl.col("recipient_address"), pl.col("status"),
         nz.blank_to_null(col(df, "messagesubject")).alias("subject"),
         as_int(col(df, "totalbytes")).alias("size_bytes"),
         nz.blank_to_null(col(df, "messageid")).alias("message_id"),
         nz.blank_to_null(col(df, "networkmessageid")).str.to_lowercase()
         .alias("network_message_id"),
-        nz.blank_to_null(col(df, "connectorid").str.replace(r"^.*\\", "")).alias("connector"),
-        nz.ip(col(df, "originalclientip")).alias("client_ip"),
+        pl.col("connector"), pl.col("client_ip"),
         pl.lit(None, dtype=pl.Boolean).alias("spam_verdict"),
         col(df, "directionality").alias("_hint"),
     )
