@@ -12,6 +12,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -61,6 +62,14 @@ class FileResult:
     first_event: datetime | None = None
     last_event: datetime | None = None
     mtime_ns: int | None = None
+    hashing: Future[tuple[str, int]] | None = field(default=None, repr=False, compare=False)
+
+    def resolve_sha(self) -> str:
+        """The file's SHA-256, waiting for the background hash if one is still running."""
+        if self.hashing is not None:
+            hashing, self.hashing = self.hashing, None
+            self.sha256, self.size = hashing.result()
+        return self.sha256
 
     def summary(self) -> str:
         if self.status == "skipped":
@@ -192,6 +201,10 @@ class Ingestor:
         # moved past it, so a time-ordered export writes each partition once
         self._pending: dict[tuple[str, date], list[pl.DataFrame]] = {}
         self._pending_rows = 0
+        # partitions are written by one thread while the next parts are parsed; at most one
+        # flush is in flight, so memory holds two buffers at most
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relaywatch-write")
+        self._writing: list[Future[int]] = []
         self._unrecorded: list[FileResult] = []
         self._own: dict[str, set[str]] = {}
 
@@ -200,7 +213,11 @@ class Ingestor:
         # unchanged files (same path, size and mtime as when hashed) are not read again, so
         # a night with one new file reads one file, not the whole inbox
         known = {} if rehash else self.lake.known_files()
+        self._done = done
         queue: list[tuple[InputFile, formats.Sniffed, FileResult]] = []
+        # new files are hashed in the background, beside their parsing; whether one was
+        # ingested before is decided before any of its rows is written
+        hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relaywatch-hash")
         for item in items:
             res = FileResult(item.display, item.tenant)
             if item.problem:
@@ -208,16 +225,17 @@ class Ingestor:
                 continue
             try:
                 st = item.path.stat()
-                res.mtime_ns = st.st_mtime_ns
-                cached = known.get((item.tenant, item.display, st.st_size, st.st_mtime_ns))
-                res.sha256, res.size = (cached, st.st_size) if cached else file_sha256(item.path)
             except OSError as exc:
                 self._reject(item, res, f"cannot read the file ({exc.strerror})")
                 continue
-            if (item.tenant, res.sha256) in done:
-                res.status = "skipped"
-                self._finish(res)
-                self.progress(res.size)
+            res.mtime_ns, res.size = st.st_mtime_ns, st.st_size
+            cached = known.get((item.tenant, item.display, st.st_size, st.st_mtime_ns))
+            if cached:
+                res.sha256 = cached
+            else:
+                res.hashing = hasher.submit(file_sha256, item.path)
+            if cached and (item.tenant, cached) in done:
+                self._skip(res)
                 continue
             try:
                 sniffed = formats.sniff(item.path, item.display, self.settings.headerless_msgtrk)
@@ -227,9 +245,13 @@ class Ingestor:
             res.format = sniffed.format
             queue.append((item, sniffed, res))
         queue.sort(key=lambda q: formats.TABLE_ORDER.index(q[1].table))
-        for item, sniffed, res in queue:
-            self._ingest_one(item, sniffed, res)
-        self._flush()
+        try:
+            for item, sniffed, res in queue:
+                self._ingest_one(item, sniffed, res)
+            self._flush()
+        finally:
+            self._writer.shutdown(wait=True)
+            hasher.shutdown(wait=True, cancel_futures=True)
         self.lake.record(self._manifest_rows(self._unrecorded))
         return self.report
 
@@ -237,14 +259,19 @@ class Ingestor:
         """Parse one file (a part at a time if large) into the lake; `res` holds its hash,
         size and mtime from the scan."""
         started = time.monotonic()
-        sha = res.sha256
         own = self._own.setdefault(item.tenant, _own_domains(self.lake, item.tenant))
         mtime = datetime.fromtimestamp((res.mtime_ns or 0) / 1e9, tz=timezone.utc)
         ctx = Context(item.display, item.tenant, mtime, self.settings.date_order,
                       tuple(sorted(own)), self.settings.headerless_msgtrk)
         rejects: list[pl.DataFrame] = []
+        parts = formats.read_parts(item.path, sniffed, ctx)
         try:
-            for parsed in formats.read_parts(item.path, sniffed, ctx):
+            for parsed in parts:
+                sha = res.resolve_sha()
+                if (item.tenant, sha) in self._done:  # the same bytes came before
+                    parts.close()
+                    self._skip(res)
+                    return
                 own |= set(parsed.own_domains)
                 res.format = parsed.format
                 rows = _with_source(parsed.rows, parsed, item, sha)
@@ -264,12 +291,25 @@ class Ingestor:
         except InputFormatError as exc:
             self._reject(item, res, str(exc) + _stored_note(res))
             return
+        except OSError as exc:
+            self._reject(item, res, f"cannot read the file ({exc.strerror})"
+                         + _stored_note(res))
+            return
         except Exception as exc:  # a parser bug must not stop the other files
             log.debug("parser failure", exc_info=True)
             self._reject(item, res, f"could not be parsed ({type(exc).__name__}: {exc})"
                          + _stored_note(res))
             return
-        self.lake.write_file_table("rejects", item.tenant, sha,
+        if res.hashing is not None:  # a file with no rows at all
+            try:
+                res.resolve_sha()
+            except OSError as exc:
+                self._reject(item, res, f"cannot read the file ({exc.strerror})")
+                return
+            if (item.tenant, res.sha256) in self._done:
+                self._skip(res)
+                return
+        self.lake.write_file_table("rejects", item.tenant, res.sha256,
                                    pl.concat(rejects, how="vertical_relaxed"))
         res.seconds = time.monotonic() - started
         self._finish(res)
@@ -291,21 +331,39 @@ class Ingestor:
     def _flush(self, keys: list[tuple[str, date]] | None = None) -> None:
         """Write pending message rows (of `keys`, else all); once nothing is pending, record
         the files they came from (a file is in the manifest only when all its rows are)."""
+        batch = []
         for key in keys if keys is not None else list(self._pending):
             parts = self._pending.pop(key)
             self._pending_rows -= sum(p.height for p in parts)
-            self.lake.write_partition(*key, pl.concat(parts, how="diagonal_relaxed"))
+            batch.append((key, pl.concat(parts, how="diagonal_relaxed")))
+        self._wait_for_writes()
+        self._writing = [self._writer.submit(self.lake.write_partition, *key, rows)
+                         for key, rows in batch]
         if not self._pending:
+            self._wait_for_writes()
             self.lake.record(self._manifest_rows(self._unrecorded))
             self._unrecorded = []
 
+    def _wait_for_writes(self) -> None:
+        """Block until the partitions handed to the writer are written (errors raise here)."""
+        writing, self._writing = self._writing, []
+        for future in writing:
+            future.result()
+
+    def _skip(self, res: FileResult) -> None:
+        res.status = "skipped"
+        self._finish(res)
+        self.progress(res.size)
+
     def _reject(self, item: InputFile, res: FileResult, reason: str) -> None:
         res.status, res.reason = "rejected", reason
-        if not res.sha256 and item.path.is_file() and not item.path.is_symlink():
-            try:
+        try:
+            if res.hashing is not None:
+                res.resolve_sha()
+            elif not res.sha256 and item.path.is_file() and not item.path.is_symlink():
                 res.sha256, res.size = file_sha256(item.path)
-            except OSError:
-                pass
+        except OSError:
+            res.sha256 = ""
         kept = self.lake.keep_rejected(item.path, item.tenant, res.sha256 or "0" * 12, reason,
                                        item.display)
         log.debug("kept rejected file as %s", kept)

@@ -228,16 +228,17 @@ def merge_duplicates(df: pl.DataFrame) -> pl.DataFrame:
     The same message often arrives in several exports (overlapping trace windows, a trace
     and its detail, a trace and a historical search); each contributes the columns it has.
     """
-    msg = pl.coalesce(pl.col("network_message_id"), pl.col("message_id"))
-    if df["network_message_id"].has_nulls():  # the fallback key costs a pass: only if needed
-        msg = pl.coalesce(msg, pl.concat_str(
+    msg = pl.col("network_message_id")
+    if df.get_column("network_message_id").has_nulls():  # the fallback key costs a pass
+        msg = pl.coalesce(msg, pl.col("message_id"), pl.concat_str(
             [pl.col("received_utc").cast(pl.String), pl.col("sender_address"),
              pl.col("subject")], separator="|", ignore_nulls=True))
     df = df.with_columns(msg.alias("_msg"))
-    # a hash of the key first: cheap, and a collision only sends rows through the exact merge
-    if not df.select(_MSG_KEY).hash_rows().is_duplicated().any():
+    # rows whose key hash repeats are the only candidates (a hash collision merely sends a
+    # unique row through the merge below, which leaves it as it was)
+    dup = df.select(_MSG_KEY).hash_rows().is_duplicated()
+    if not dup.any():
         return _by_time(df.drop("_msg"))
-    dup = df.select(pl.struct(*_MSG_KEY).is_duplicated()).to_series()
     others = [c for c in df.columns if c not in _MSG_KEY]
     merged = df.filter(dup).group_by(*_MSG_KEY, maintain_order=True).agg(
         [pl.col(c).drop_nulls().last() for c in others if c != "received_utc"]

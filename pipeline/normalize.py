@@ -32,8 +32,10 @@ def with_distinct(df: pl.DataFrame, **exprs: pl.Expr) -> pl.DataFrame:
     Exports repeat the same few senders, recipients, statuses, connectors and IPs millions of
     times, and the normalisers above are chains of string passes: on a real report this
     makes them cost per distinct value, not per row. Where most values are distinct
-    (spam to random addresses), the expressions simply run per row.
+    (spam to random addresses), the expressions simply run per row. As in with_columns,
+    no expression may read a column another of them writes.
     """
+    order = df.columns + [name for name in exprs if name not in df.columns]
     groups: dict[tuple[str, ...], dict[str, pl.Expr]] = {}
     for name, expr in exprs.items():
         groups.setdefault(tuple(sorted(set(expr.meta.root_names()))), {})[name] = expr
@@ -48,7 +50,7 @@ def with_distinct(df: pl.DataFrame, **exprs: pl.Expr) -> pl.DataFrame:
         joined = keys.join(mapped, on=list(roots), how="left", nulls_equal=True,
                            maintain_order="left")
         df = df.with_columns(joined.select(pl.col(t).alias(n) for t, n in tmp.items()))
-    return df
+    return df.select(order)  # columns where with_columns would have put them
 
 
 # ---------------------------------------------------------------- addresses and domains

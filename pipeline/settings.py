@@ -68,7 +68,7 @@ class Settings:
     reports: Path = Path("reports")
     date_order: str = "auto"
     headerless_msgtrk: str = "none"
-    flush_rows: int = 1_000_000
+    flush_rows: int = 500_000
     detect: DetectSettings = field(default_factory=DetectSettings)
     email: Mapping[str, Any] = field(default_factory=dict)
     source: Mapping[str, str] = field(default_factory=dict, compare=False)

@@ -59,6 +59,22 @@ def test_ingest_twice_is_a_no_op_that_says_so(inbox: Path, tmp_path: Path) -> No
     assert tree_bytes(tmp_path / "lake" / "messages") == before
 
 
+def test_the_same_bytes_under_another_name_are_skipped_before_any_write(
+        inbox: Path, tmp_path: Path) -> None:
+    """A new name is hashed beside its parsing; the hash decides before anything is
+    written that the file came before."""
+    s = Settings(lake=tmp_path / "lake")
+    ingest([inbox], s)
+    before = tree_bytes(tmp_path / "lake" / "messages")
+    trace = next(p for p in sorted(inbox.rglob("*.csv")))
+    copy = tmp_path / "copy.csv"
+    shutil.copy(trace, copy)
+    report = ingest([copy], s, tenant=trace.parent.name)
+    assert [f.status for f in report.files] == ["skipped"]
+    assert report.files[0].sha256 == hashlib.sha256(trace.read_bytes()).hexdigest()
+    assert tree_bytes(tmp_path / "lake" / "messages") == before
+
+
 def test_rows_seen_in_two_exports_are_merged(tmp_path: Path) -> None:
     s = Settings(lake=tmp_path / "lake")
     ingest([DATA / "messagetrace_ps51.csv"], s, tenant="contoso")
@@ -199,15 +215,24 @@ def test_unchanged_files_are_not_read_again(inbox: Path, tmp_path: Path,
     assert len(hashed) == first.count("ingested")
 
 
-@pytest.mark.parametrize("encoding", ["utf-8", "utf-16-le"])
+@pytest.mark.parametrize("encoding,order", [("utf-8", "time"), ("utf-16-le", "time"),
+                                            ("utf-8", "shuffled")])
 def test_large_files_are_streamed_in_parts_with_the_same_result(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, encoding: str) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, encoding: str, order: str) -> None:
+    """Parts parsed side by side, days written as the file moves past them (or merged
+    again when an unordered file comes back to a day): the same lake as one whole read."""
+    import random
+
     from pipeline import formats
     from pipeline.generate import write_historical
 
     src = tmp_path / "in" / "report.csv"
     write_historical(src, 3000, "utf-8", days=5)
     lines = src.read_bytes().decode("utf-8").split("\r\n")
+    if order == "shuffled":
+        body = lines[1:-1]
+        random.Random(7).shuffle(body)
+        lines = [lines[0], *body, lines[-1]]
     bad = len(lines) // 2
     lines[bad] = lines[bad].replace('"2026-', '"20X6-', 1)    # one bad timestamp
     src.write_bytes("\r\n".join(lines).encode(encoding))
@@ -215,8 +240,17 @@ def test_large_files_are_streamed_in_parts_with_the_same_result(
     ingest([src], whole, tenant="bigco")
     monkeypatch.setattr(formats, "STREAM_BYTES", 1)
     monkeypatch.setattr(formats, "STREAM_ROWS", 250)
-    parts = Settings(lake=tmp_path / "parts")
+    written: list[str] = []
+    real_write = Lake.write_partition
+    monkeypatch.setattr(Lake, "write_partition", lambda self, t, d, rows: written.append(
+        d.isoformat()) or real_write(self, t, d, rows))
+    parts = Settings(lake=tmp_path / "parts", flush_rows=1000)
     report = ingest([src], parts, tenant="bigco")
+    days = {p.name for p in (tmp_path / "parts" / "messages" / "tenant=bigco").iterdir()}
+    if order == "time":   # each day written once: the file had moved past it
+        assert sorted(written) == sorted(d.split("=")[1] for d in days)
+    else:                 # days revisited are merged again, with no duplicates
+        assert len(written) > len(days)
     n_bad = lines[bad].count("##")                             # one reject per recipient
     assert len(lines) > 4 * 250 and report.files[0].rejected_rows == n_bad
     assert lake_digest(tmp_path / "parts") == lake_digest(tmp_path / "whole")

@@ -67,3 +67,30 @@ def test_date_order_inference_never_contradicts_the_values(values: list[datetime
                         "SENDER\x00ADDRESS"]))
 def test_header_keys_ignore_case_quotes_bom_and_separators(name: str) -> None:
     assert nz.header_key(name) == "senderaddress"
+
+
+messy = st.one_of(st.none(), st.sampled_from(
+    ["A@X.com", "<a@x.com>", "Name <b@Y.org>", " smtp:c@z.net ", "", "d@x.com.", "no-at",
+     "[::1]:25", "10.0.0.5:443", "fe80::1%eth0", "Incoming", "originating", "x.com"]))
+
+
+@settings(max_examples=150)
+@given(st.lists(messy, min_size=1, max_size=60), st.lists(messy, min_size=1, max_size=60),
+       st.integers(1, 8))
+def test_normalising_per_distinct_value_equals_normalising_every_row(
+        a: list[str | None], b: list[str | None], repeat: int) -> None:
+    import polars as pl
+
+    n = max(len(a), len(b))
+    df = pl.DataFrame({"a": (a * n)[:n] * repeat, "b": (b * n)[:n] * repeat},
+                      schema={"a": pl.String, "b": pl.String})
+    exprs = {
+        "addr": nz.address(pl.col("a")),
+        "dom": nz.domain(nz.address(pl.col("b"))),
+        "ip": nz.ip(pl.col("a")),
+        "dir": nz.direction(nz.domain(pl.col("a")), nz.domain(pl.col("b")),
+                            ["x.com", "*.z.net"], pl.col("b")),
+        "const": pl.lit("k"),
+    }
+    # repeated values take the distinct path (the property holds on either path)
+    assert nz.with_distinct(df, **exprs).equals(df.with_columns(**exprs))

@@ -12,6 +12,7 @@ import os
 import re
 from collections import deque
 from collections.abc import Callable, Iterator
+from itertools import islice
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +125,7 @@ def read(path: Path, sniffed: Sniffed, ctx: Context) -> Parsed:
 # Files bigger than this, in a format whose rows stand alone, are parsed a part at a time.
 STREAM_BYTES = 64 * 2**20
 STREAM_ROWS = 100_000
+PARTS_AHEAD = 2  # per core
 STREAMABLE = {"historical_search_summary", "message_trace"}
 
 
@@ -143,26 +145,31 @@ def read_parts(path: Path, sniffed: Sniffed, ctx: Context) -> Iterator[Parsed]:
     first = next(batches, None)
     if first is None:
         return
-    yield parse(first)  # decides what the other parts share (the day/month order)
-    # Polars releases the GIL, so parts parse side by side on every core, in order, a few
-    # parts ahead of the caller (which meanwhile writes the parts before)
-    yield from ordered_map(parse, batches, ahead=4 * (os.cpu_count() or 1))
-
-
-def ordered_map(fn: Callable[[T], R], items: Iterator[T], ahead: int) -> Iterator[R]:
-    """fn over items in worker threads, results in input order, at most `ahead` in flight."""
+    first_part = parse(first)  # decides what the other parts share (the day/month order)
+    # Polars releases the GIL, so the next parts parse side by side on every core, in order,
+    # a few parts ahead of the caller (which meanwhile checks the hash and writes)
     pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1,
                               thread_name_prefix="relaywatch-parse")
-    pending: deque[Future[R]] = deque()
     try:
-        for item in items:
-            pending.append(pool.submit(fn, item))
-            if len(pending) >= ahead:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+        rest = ordered_map(pool, parse, batches, ahead=PARTS_AHEAD * (os.cpu_count() or 1))
+        yield first_part
+        yield from rest
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def ordered_map(pool: ThreadPoolExecutor, fn: Callable[[T], R], items: Iterator[T],
+                ahead: int) -> Iterator[R]:
+    """fn over items in the pool, results in input order, at most `ahead` in flight. The
+    first `ahead` items are submitted now, before the results are asked for."""
+    pending: deque[Future[R]] = deque(pool.submit(fn, item) for item in islice(items, ahead))
+
+    def results() -> Iterator[R]:
+        while pending:
+            yield pending.popleft().result()
+            pending.extend(pool.submit(fn, item) for item in islice(items, 1))
+
+    return results()
 
 
 # No field of a real export comes near this (subjects are cut at 255 characters in traces,

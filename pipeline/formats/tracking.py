@@ -98,31 +98,23 @@ def parse_extended(df: pl.DataFrame, ctx: Context) -> Parsed:
 
 
 def parse_enhanced(df: pl.DataFrame, ctx: Context) -> Parsed:
-    """One row per message; `recipient_status` lists `addr##Event, Event;addr##...`."""
+    """One row per message; `recipient_status` lists `addr##Event, Event;addr##...`.
+
+    Message columns are normalised before the rows are split per recipient, so that work
+    is done once per message, not once per recipient."""
     times = parse_times(df, ctx, ["origintimestamputc", "origintimestamp"])
-    df = df.with_columns(
-        pl.coalesce(list(times.values())).alias("received_utc"),
-        col(df, "origintimestamputc", "origintimestamp").alias("_raw_time"),
-        col(df, "recipientstatus").str.split(";").alias("_r"),
-    ).explode("_r").filter(
-        pl.col("_r").is_null() | (pl.col("_r").str.strip_chars().str.len_chars() > 0)
-    )
-    # split on the last "##": the address part may itself hold quotes or '#'
-    addr = pl.col("_r").str.replace(r"##[^#]*$", "")
-    last_event = pl.col("_r").str.extract(r"([^,#]*)$", 1).str.strip_chars()
     df = nz.with_distinct(
         df,
         sender_address=nz.address(col(df, "senderaddress")),
-        recipient_address=nz.address(addr),
-        status=nz.event_outcome(last_event),
         connector=nz.blank_to_null(col(df, "connectorid").str.replace(r"^.*\\", "")),
         client_ip=nz.ip(col(df, "originalclientip")),
     )
-    out = df.select(
-        pl.col("_line"), pl.col("received_utc"), pl.col("_raw_time"),
+    messages = df.select(
+        pl.col("_line"),
+        pl.coalesce(list(times.values())).alias("received_utc"),
+        col(df, "origintimestamputc", "origintimestamp").alias("_raw_time"),
         pl.col("sender_address"),
         pl.lit(None, dtype=pl.String).alias("envelope_sender"),
-        pl.col("recipient_address"), pl.col("status"),
         nz.blank_to_null(col(df, "messagesubject")).alias("subject"),
         as_int(col(df, "totalbytes")).alias("size_bytes"),
         nz.blank_to_null(col(df, "messageid")).alias("message_id"),
@@ -131,8 +123,18 @@ def parse_enhanced(df: pl.DataFrame, ctx: Context) -> Parsed:
         pl.col("connector"), pl.col("client_ip"),
         pl.lit(None, dtype=pl.Boolean).alias("spam_verdict"),
         col(df, "directionality").alias("_hint"),
+        col(df, "recipientstatus").str.split(";").alias("_r"),
     )
-    parsed = finish_messages(out, ctx, "historical_search_summary", ctx.own_domains,
+    rows = messages.explode("_r").filter(
+        pl.col("_r").is_null() | (pl.col("_r").str.strip_chars().str.len_chars() > 0)
+    )
+    # split on the last "##": the address part may itself hold quotes or '#'
+    rows = nz.with_distinct(
+        rows,
+        recipient_address=nz.address(pl.col("_r").str.replace(r"##[^#]*$", "")),
+        status=nz.event_outcome(pl.col("_r").str.extract(r"([^,#]*)$", 1).str.strip_chars()),
+    ).drop("_r")
+    parsed = finish_messages(rows, ctx, "historical_search_summary", ctx.own_domains,
                              pl.col("_hint"))
     parsed.rows = parsed.rows.drop("_hint")
     return parsed
