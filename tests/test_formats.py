@@ -187,3 +187,40 @@ def test_graph_message_trace_value_envelope_and_camel_case_status() -> None:
     assert out["network_message_id"] == "4c5b4a2e-1111-2222-3333-08dd00000001"
     assert (back["status"], back["direction"]) == ("pending", "inbound")
     assert back["received_utc"] == utc(2026, 11, 20, 8, 20, 0, 123456)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 7])
+def test_utf16_streamed_in_chunks_cut_only_between_records(tmp_path, rows: int) -> None:
+    """Quoted newlines, commas and quotes near every chunk edge: the chunks, cut at record
+    ends, read as the whole file does (line numbers included)."""
+    import polars as pl
+
+    from pipeline.formats.source import read_csv_batches, read_csv_frame, read_head
+
+    subjects = ['plain', 'a, comma', 'two\r\nlines', 'quote "x" inside', '"', 'ü ☃ 𝄞',
+                'ends with newline\n', '']
+    lines = ['"Sender","Subject","N"']
+    for i in range(60):
+        subject = subjects[i % len(subjects)].replace('"', '""')
+        lines.append(f'"s{i}@x.com","{subject}","{i}"')
+    path = tmp_path / "t.csv"
+    path.write_bytes(b"\xff\xfe" + "\r\n".join(lines).encode("utf-16-le"))
+    head = read_head(path, "t.csv")
+    whole = read_csv_frame(path, head, "t.csv")
+    parts = list(read_csv_batches(path, head, "t.csv", 0, rows))
+    streamed = pl.concat(parts).select(whole.columns)
+    assert len(parts) > 1 and streamed.equals(whole)
+    assert streamed["subject"][2] == "two\r\nlines" and streamed["_line"][-1] == 61
+
+
+def test_utf16_quote_that_never_closes_is_refused_with_its_line(tmp_path, monkeypatch) -> None:
+    import pipeline.formats.source as source
+
+    monkeypatch.setattr(source, "MAX_RECORD_CHARS", 2000)
+    text = '"Sender","Subject"\r\n"a@x.com","ok"\r\n"b@x.com","never closed\r\n' + "x\r\n" * 2000
+    path = tmp_path / "t.csv"
+    path.write_bytes(text.encode("utf-16-le"))
+    head = source.read_head(path, "t.csv")
+    with pytest.raises(InputFormatError) as exc:
+        list(source.read_csv_batches(path, head, "t.csv", 0, 2))
+    assert str(exc.value).startswith("t.csv:3: a quoted field runs on for over 2,000 characters")

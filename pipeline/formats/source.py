@@ -8,6 +8,7 @@ the file. Formats then map those keys to canonical columns.
 from __future__ import annotations
 
 import codecs
+import csv
 import json
 import os
 import tempfile
@@ -161,20 +162,93 @@ def read_csv_frame(path: Path, head: Head, file: str, skip_lines: int = 0,
 
 def read_csv_batches(path: Path, head: Head, file: str, skip_lines: int,
                      rows: int) -> Iterator[pl.DataFrame]:
-    """The same frames as read_csv_frame, `rows` records at a time, streamed: a file of
-    any size is never held in memory whole (UTF-16 is transcoded on the way)."""
-    with utf8_path(path, head.encoding, file) as src:
-        lf = pl.scan_csv(src, infer_schema=False, skip_lines=skip_lines, row_index_name="_row",
-                         truncate_ragged_lines=True, raise_if_empty=False, encoding="utf8")
-        try:
-            for df in lf.collect_batches(chunk_size=rows):
-                df = _rename(df)
-                yield df.with_columns((pl.col("_row").cast(pl.Int64) + skip_lines + 2)
-                                      .alias("_line")).drop("_row")
-        except pl.exceptions.ComputeError as exc:
-            raise InputFormatError(file, None, f"not readable as CSV ({_first_line(exc)})",
-                                   "check that the file is a complete UTF-8 or UTF-16 CSV "
-                                   "export") from None
+    """The same frames as read_csv_frame, about `rows` records at a time, streamed: a file of
+    any size is never held in memory whole. UTF-16 and other encodings are transcoded a
+    chunk at a time in memory, cut at record boundaries (no temporary copy)."""
+    if head.encoding not in ("utf-8", "utf-8-sig"):
+        yield from _transcoded_batches(path, head, file, skip_lines, rows)
+        return
+    lf = pl.scan_csv(path, infer_schema=False, skip_lines=skip_lines, row_index_name="_row",
+                     truncate_ragged_lines=True, raise_if_empty=False, encoding="utf8")
+    try:
+        for df in lf.collect_batches(chunk_size=rows):
+            df = _rename(df)
+            yield df.with_columns((pl.col("_row").cast(pl.Int64) + skip_lines + 2)
+                                  .alias("_line")).drop("_row")
+    except pl.exceptions.ComputeError as exc:
+        raise InputFormatError(file, None, f"not readable as CSV ({_first_line(exc)})",
+                               "check that the file is a complete UTF-8 or UTF-16 CSV "
+                               "export") from None
+
+
+_AVERAGE_RECORD_BYTES = 300
+MAX_RECORD_CHARS = 64 * 2**20
+
+
+def _transcoded_batches(path: Path, head: Head, file: str, skip_lines: int,
+                        rows: int) -> Iterator[pl.DataFrame]:
+    codec = head.encoding.replace("-bom", "")
+    width = 2 if codec.startswith("utf-16") else 1
+    decoder = codecs.getincrementaldecoder(codec)(errors="strict")
+    names: list[str] | None = None
+    carry, offset, first_line = "", 0, skip_lines + 2
+    with open(path, "rb") as src:
+        while True:
+            chunk = src.read(rows * _AVERAGE_RECORD_BYTES * width)
+            try:
+                text = carry + decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                where = (f"the file ends in the middle of a {codec} character (truncated "
+                         "download)") if not chunk else f"invalid {codec} at byte {offset + exc.start}"
+                raise InputFormatError(file, None, where, "export the file again; it is "
+                                       "damaged or not in the encoding it claims") from None
+            offset += len(chunk)
+            if names is None:
+                text = text.lstrip("\ufeff")
+                lines = text.split("\n", skip_lines + 1)
+                if len(lines) <= skip_lines + 1 and chunk:
+                    carry = text
+                    continue
+                names = next(csv.reader([lines[skip_lines].rstrip("\r").replace("\x00", "")]),
+                             [])
+                text = lines[skip_lines + 1] if len(lines) > skip_lines + 1 else ""
+            cut = _record_end(text) if chunk else len(text)
+            records, carry = text[:cut], text[cut:]
+            if len(carry) > MAX_RECORD_CHARS:
+                raise InputFormatError(
+                    file, first_line, f"a quoted field runs on for over {MAX_RECORD_CHARS:,} "
+                    "characters (a quote that never closes)",
+                    "check that the file is a complete CSV export")
+            if records.strip():
+                df = _csv_text_frame(records, names, file)
+                yield df.with_columns((pl.int_range(pl.len(), dtype=pl.Int64) + first_line)
+                                      .alias("_line"))
+                first_line += df.height
+            if not chunk:
+                return
+
+
+def _record_end(text: str) -> int:
+    """Where the last complete record ends: after the last newline outside quotes (the text
+    starts at a record boundary, so an even count of quotes before a newline means it
+    ends a record)."""
+    end = text.rfind("\n")
+    while end >= 0 and text.count('"', 0, end) % 2:
+        end = text.rfind("\n", 0, end)
+    return end + 1
+
+
+def _csv_text_frame(text: str, names: list[str], file: str) -> pl.DataFrame:
+    try:
+        df = pl.read_csv(text.replace("\x00", "").encode("utf-8"), has_header=False,
+                         new_columns=[f"column_{i}" for i in range(len(names))],
+                         infer_schema=False, truncate_ragged_lines=True, raise_if_empty=False)
+    except pl.exceptions.ComputeError as exc:
+        raise InputFormatError(file, None, f"not readable as CSV ({_first_line(exc)})",
+                               "check that the file is a complete UTF-8 or UTF-16 CSV "
+                               "export") from None
+    df = df.select(df.columns[:len(names)])
+    return _rename(df.rename(dict(zip(df.columns, names))))
 
 
 def _comment_lines(head: Head) -> int:
