@@ -96,8 +96,10 @@ class Lake:
 
     def _sweep_temporaries(self) -> None:
         """Remove temporary files a killed run left behind (only ever under the lock)."""
-        for tmp in self.root.rglob(".tmp-*"):
-            tmp.unlink(missing_ok=True)
+        for folder, _, names in os.walk(self.root):  # os.walk: a fraction of rglob's cost
+            for name in names:
+                if name.startswith(".tmp-"):
+                    (Path(folder) / name).unlink(missing_ok=True)
 
     # ------------------------------------------------------------ writing
 

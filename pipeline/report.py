@@ -134,8 +134,13 @@ def ps_quote(text: str) -> str:
     return "'" + clean.replace("'", "''") + "'"
 
 
+# the tables the report's queries read: it draws what detect stored, never raw messages
+REPORT_TABLES = ("verdicts", "findings", "chart_hours", "baselines", "ndr_days", "ingest_log",
+                 "rejects")
+
+
 def latest_as_of(lake: Path) -> date:
-    with Session(lake) as session:
+    with Session(lake, tables=("verdicts",)) as session:
         found = session.frame("SELECT max(as_of) AS d FROM verdicts")["d"][0]
     if found is None:
         raise ConfigError(f"{lake}: no verdicts yet; run `relaywatch detect` first")
@@ -145,7 +150,7 @@ def latest_as_of(lake: Path) -> date:
 def build(lake: Path, as_of: date, settings: DetectSettings, tenant: str | None = None,
           shared: Session | None = None) -> Report:
     """The report of one as-of day; `shared` is a caller's open session (nightly's)."""
-    with nullcontext(shared) if shared else Session(lake) as session:
+    with nullcontext(shared) if shared else Session(lake, tables=REPORT_TABLES) as session:
         verdicts = session.run("report_verdicts", {"as_of": as_of, "tenant": tenant})
         if verdicts.height == 0:
             raise ConfigError(f"{lake}: no verdicts for {as_of}"

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -124,12 +125,16 @@ def table_view(con: duckdb.DuckDBPyConnection, lake: Path, root: str,
 
 
 def create_views(con: duckdb.DuckDBPyConnection, lake: Path, root: str,
-                 queries_dir: Path) -> None:
+                 queries_dir: Path, tables: Collection[str] | None = None) -> None:
     """A view per lake table (reading `root`, as written in the SQL), the macros, and the
-    derived views of queries/views/."""
+    derived views of queries/views/; with `tables`, only those tables' views (opening a
+    view reads the footers of its files, which for thousands of files is not free)."""
     for table in schema.TABLES.values():
-        table_view(con, lake, root, table)
+        if tables is None or table.name in tables:
+            table_view(con, lake, root, table)
     con.execute(MACROS)
+    if tables is not None:
+        return
     for path in sorted((queries_dir / "views").glob("*.sql")):
         con.execute(f'CREATE VIEW "{path.stem}" AS {path.read_text(encoding="utf-8")}')
 
@@ -226,7 +231,7 @@ class Session:
     """A DuckDB connection over one lake."""
 
     def __init__(self, lake: Path, *, sandbox: bool = True, queries_dir: Path = QUERIES,
-                 memory_limit: str = "1200MB") -> None:
+                 memory_limit: str = "1200MB", tables: Collection[str] | None = None) -> None:
         self.lake = Path(lake).resolve()
         self.queries_dir = queries_dir
         # DuckDB's share of the memory; past it, work spills to a private temp folder
@@ -236,7 +241,7 @@ class Session:
         self.con.execute("SET TimeZone = 'UTC'")
         self._pinned: tuple[date, int] | None = None
         root = str(self.lake)
-        create_views(self.con, self.lake, root, queries_dir)
+        create_views(self.con, self.lake, root, queries_dir, tables)
         if sandbox:
             self.con.execute("SET allowed_directories = [$root]", {"root": root + "/"})
             self.con.execute("SET enable_external_access = false")

@@ -241,3 +241,21 @@ def test_a_lake_written_before_a_column_existed_stays_readable(tmp_path: Path) -
     assert got.columns == [c.name for c in schema.INGEST_LOG.columns]
     assert got.row(0, named=True)["file_mtime_ns"] is None
     assert got.row(0, named=True)["source_file"] == "t/x.csv"
+
+
+def test_a_session_over_some_tables_opens_only_their_views(sample_lake: Path) -> None:
+    """The report opens only the small tables detect writes, not thousands of message
+    partitions; what it did not open is an error, not an empty table."""
+    from pipeline.errors import LakeError
+    from pipeline.report import REPORT_TABLES
+
+    with sql.Session(sample_lake, tables=REPORT_TABLES) as s:
+        views = set(s.frame("SELECT view_name FROM duckdb_views() WHERE NOT internal")
+                    ["view_name"].to_list())
+        assert views == set(REPORT_TABLES)
+        from pipeline.lake import Lake
+
+        files = Lake(sample_lake).manifest().height
+        assert files > 0 and s.frame("SELECT count(*) AS n FROM ingest_log")["n"][0] == files
+        with pytest.raises(LakeError, match="messages does not exist"):
+            s.frame("SELECT count(*) FROM messages")
