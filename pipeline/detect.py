@@ -71,7 +71,7 @@ def evaluate(lake: Path, run: Run, session: Session | None = None) -> Result:
     """Run every detection query and build findings and verdicts (nothing is written).
     A caller's session (nightly's) is used as it is, and left open."""
     lookback = timedelta(days=run.settings.window_days + run.settings.baseline_days)
-    with nullcontext(session) if session else Session(lake) as s:
+    with nullcontext(session) if session else Session(lake, cache=True) as s:
         s.pin_messages((run.as_of - lookback).date(), PINNED_COLUMNS)
         rows = {name: s.run(name, run.params()) for name in DETECTIONS}
         drawn = {table: s.run(query, run.params()) for table, query in FOR_REPORT.items()}

@@ -107,7 +107,7 @@ def _stages(settings: Settings, inbox: Path, out: Outcome, lake: Lake,
         else:
             log.info("retention: nothing before %s to drop", cutoff)
     log.info("nightly: detecting as of %s", out.as_of.isoformat())
-    with Session(settings.lake) as session:  # detect and report share the loaded lookback
+    with Session(settings.lake, cache=True) as session:  # detect and report share the loaded lookback
         detect.detect(settings, out.as_of, session=session)
         built = report.build(settings.lake, out.as_of.date(), settings.detect, shared=session)
     out.report_dir = render.write(built, settings.reports)

@@ -90,48 +90,67 @@ def table_glob(table: schema.Table) -> str:
     return re.sub(r"<[^>]+>", "*", table.layout)
 
 
-def _source(table: schema.Table, root: str) -> str:
-    """read_parquet(...) over a table's files. Only the small tables pay for union_by_name
-    (reading every file's footer); message partitions all come from one writer."""
-    path = f"{root}/{table_glob(table)}".replace("'", "''")
+def source(table: schema.Table, root: str, files: list[str] | None = None) -> str:
+    """read_parquet(...) over a table's files (`files`, else every file under `root`). Only
+    the small tables pay for union_by_name (reading every file's footer); message
+    partitions all come from one writer."""
+    if files is None:
+        paths = "'" + f"{root}/{table_glob(table)}".replace("'", "''") + "'"
+    else:
+        paths = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
     keys = {k: v for k, v in _PARTITION_TYPES.items() if f"{k}=" in table.layout}
     hive = ", ".join(f"'{k}': '{v}'" for k, v in keys.items())
     options = f", hive_partitioning = true, hive_types = {{{hive}}}" if keys else ""
-    union = "false" if table is schema.MESSAGES else "true"
-    return f"read_parquet('{path}', union_by_name = {union}{options})"
+    if files is not None:  # an explicit list: say which file each row came from
+        options += ", filename = true"
+    union = "false" if table is schema.MESSAGES and files is None else "true"
+    return f"read_parquet({paths}, union_by_name = {union}{options})"
 
 
-def view_sql(table: schema.Table, root: str, present: set[str] | None) -> str:
+def present_columns(con: duckdb.DuckDBPyConnection, source: str) -> set[str]:
+    """The columns the files behind a read_parquet(...) source have."""
+    return {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+
+
+def view_sql(table: schema.Table, root: str, present: set[str] | None,
+             files: list[str] | None = None) -> str:
     """The SELECT of one table's view; `root` is embedded as a SQL string literal.
 
     `present` holds the columns the files have (None: no files yet). Columns the files
     lack, e.g. added by a newer relaywatch, read as typed NULLs, so an older lake stays
     readable."""
-    cols = ", ".join(f'"{c.name}"' if present is not None and c.name in present
-                     else f'CAST(NULL AS {duck_type(c.dtype)}) AS "{c.name}"'
-                     for c in table.columns)
+    cols = columns_sql(table, present or set())
     if present is None:
         return f"SELECT {cols} WHERE false"
-    return f"SELECT {cols} FROM {_source(table, root)}"
+    return f"SELECT {cols} FROM {source(table, root, files)}"
+
+
+def columns_sql(table: schema.Table, present: set[str]) -> str:
+    """The table's columns in order, a typed NULL for each the files do not have."""
+    return ", ".join(f'"{c.name}"' if c.name in present
+                     else f'CAST(NULL AS {duck_type(c.dtype)}) AS "{c.name}"'
+                     for c in table.columns)
 
 
 def table_view(con: duckdb.DuckDBPyConnection, lake: Path, root: str,
-               table: schema.Table) -> None:
+               table: schema.Table, placeholder: bool = False) -> None:
+    """The table's view over its files (a typed empty view when it has none, or when it is
+    a `placeholder` that a session's temporary view of the same name will stand in for)."""
     present = None
-    if any(lake.glob(table_glob(table))):
-        described = con.execute(f"DESCRIBE SELECT * FROM {_source(table, root)}").fetchall()
-        present = {row[0] for row in described}
+    if not placeholder and any(lake.glob(table_glob(table))):
+        present = present_columns(con, source(table, root))
     con.execute(f'CREATE OR REPLACE VIEW "{table.name}" AS {view_sql(table, root, present)}')
 
 
 def create_views(con: duckdb.DuckDBPyConnection, lake: Path, root: str,
-                 queries_dir: Path, tables: Collection[str] | None = None) -> None:
+                 queries_dir: Path, tables: Collection[str] | None = None,
+                 placeholders: Collection[str] = ()) -> None:
     """A view per lake table (reading `root`, as written in the SQL), the macros, and the
     derived views of queries/views/; with `tables`, only those tables' views (opening a
     view reads the footers of its files, which for thousands of files is not free)."""
     for table in schema.TABLES.values():
         if tables is None or table.name in tables:
-            table_view(con, lake, root, table)
+            table_view(con, lake, root, table, table.name in placeholders)
     con.execute(MACROS)
     if tables is not None:
         return
@@ -227,11 +246,17 @@ def read_only(text: str) -> str:
     return text
 
 
+def pinned_select(columns: tuple[str, ...]) -> str:
+    """The select list that reads `columns` of messages the way detection keeps them."""
+    return ", ".join(f'{_PINNED_AS.get(c, chr(34) + c + chr(34))} AS "{c}"' for c in columns)
+
+
 class Session:
     """A DuckDB connection over one lake."""
 
     def __init__(self, lake: Path, *, sandbox: bool = True, queries_dir: Path = QUERIES,
-                 memory_limit: str = "1200MB", tables: Collection[str] | None = None) -> None:
+                 memory_limit: str = "1200MB", tables: Collection[str] | None = None,
+                 cache: bool = False) -> None:
         self.lake = Path(lake).resolve()
         self.queries_dir = queries_dir
         # DuckDB's share of the memory; past it, work spills to a private temp folder
@@ -241,7 +266,20 @@ class Session:
         self.con.execute("SET TimeZone = 'UTC'")
         self._pinned: tuple[date, int] | None = None
         root = str(self.lake)
-        create_views(self.con, self.lake, root, queries_dir, tables)
+        # detect keeps its lookback in <lake>/.cache between runs (see pipeline.pincache),
+        # whose temporary views then stand in for these two tables
+        cached = ("messages", "accepted_domains") if cache else ()
+        create_views(self.con, self.lake, root, queries_dir, tables, placeholders=cached)
+        self._cache = None
+        if cache:
+            from pipeline.pincache import PinCache
+
+            self._cache = PinCache(self.lake)
+            try:
+                self._cache.attach(self.con, pinned_select(PINNED_COLUMNS))
+            except (duckdb.Error, OSError) as exc:
+                raise LakeError(f"{self._cache.path}: cannot open the detect cache ({exc}); "
+                                "delete the .cache folder and run again") from None
         if sandbox:
             self.con.execute("SET allowed_directories = [$root]", {"root": root + "/"})
             self.con.execute("SET enable_external_access = false")
@@ -269,8 +307,11 @@ class Session:
         instead of reopening thousands of Parquet partitions each. Returns the rows pinned."""
         if self._pinned is not None and self._pinned[0] <= since:
             return self._pinned[1]  # already loaded by an earlier stage of this run
-        cols = ", ".join(f'{_PINNED_AS.get(c, chr(34) + c + chr(34))} AS "{c}"' for c in columns)
+        cols = pinned_select(columns)
         try:
+            if self._cache is not None and columns == PINNED_COLUMNS:
+                self._pinned = (since, self._cache.refresh(self.con, since, cols))
+                return self._pinned[1]
             self._pin("messages", f"SELECT {cols} FROM main.messages WHERE date >= $since",
                       {"since": since})
             # every outbound row asks whether its domains were accepted: keep the (small)

@@ -1,0 +1,185 @@
+"""Detection's copy of the lookback, kept between runs in <lake>/.cache/detect.duckdb.
+
+A detect run reads the last window + baseline days of messages many times, and judges every
+outbound row (was its domain registered when it was sent?). Reading thousands of partition
+files and judging millions of rows again every night would make a night cost what the
+history costs, not what the new data costs. So a DuckDB database inside the lake keeps:
+
+- the lookback's message rows (the columns detection reads), each with the partition file it
+  came from: a run loads only files that are new or were rewritten since the last run (same
+  path, size and mtime means unchanged) and forgets files that were replaced, dropped by
+  retention or fell out of the lookback;
+- the accepted-domain snapshots, kept the same way;
+- the judged outbound rows (queries/views/outbound_mail.sql, run on the cached rows), judged
+  again only for new files and for tenants whose accepted domains changed.
+
+Each refresh is one transaction. The cache is derived data: it is rebuilt from the lake when
+missing, damaged or written by another version, and deleting `.cache/` costs one slower run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date
+from pathlib import Path
+
+import duckdb
+
+from pipeline import schema, sql
+
+NAME = "rwcache"
+FORMAT = "1"
+
+
+class PinCache:
+    def __init__(self, lake: Path) -> None:
+        self.lake = lake
+        self.path = lake / ".cache" / "detect.duckdb"
+
+    # ------------------------------------------------------------ opening
+
+    def attach(self, con: duckdb.DuckDBPyConnection, pinned_sql: str) -> None:
+        """Attach the cache to `con` (before the session is sandboxed), emptied when it was
+        made for other columns, other SQL or another DuckDB; rebuilt when it is damaged."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        version = self._version(pinned_sql)
+        try:
+            self._open(con, version, pinned_sql)
+        except duckdb.Error:
+            con.execute(f"DETACH DATABASE IF EXISTS {NAME}")
+            for stale in (self.path, self.path.with_name(self.path.name + ".wal")):
+                stale.unlink(missing_ok=True)
+            self._open(con, version, pinned_sql)
+
+    def _version(self, pinned_sql: str) -> str:
+        parts = [FORMAT, duckdb.__version__, pinned_sql,
+                 (sql.QUERIES / "views" / "outbound_mail.sql").read_text(encoding="utf-8"),
+                 *(f"{c.name}:{c.dtype}" for t in (schema.MESSAGES, schema.ACCEPTED_DOMAINS)
+                   for c in t.columns)]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+    def _open(self, con: duckdb.DuckDBPyConnection, version: str, pinned_sql: str) -> None:
+        con.execute("ATTACH $path AS " + NAME, {"path": str(self.path)})
+        tables = {r[0] for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = $db",
+            {"db": NAME}).fetchall()}
+        if "meta" in tables and con.execute(
+                f"SELECT value FROM {NAME}.meta WHERE key = 'version'").fetchall() == [(version,)]:
+            return
+        for table in tables:
+            con.execute(f'DROP TABLE {NAME}."{table}"')
+        con.execute(f"CREATE TABLE {NAME}.meta (key VARCHAR, value VARCHAR)")
+        con.execute(f"CREATE TABLE {NAME}.files (file VARCHAR, kind VARCHAR, size BIGINT, "
+                    "mtime_ns BIGINT)")
+        con.execute(f"CREATE TABLE {NAME}.todo_files (file VARCHAR)")
+        con.execute(f"CREATE TABLE {NAME}.todo_tenants (tenant VARCHAR)")
+        con.execute(f"CREATE TABLE {NAME}.ad_state (tenant VARCHAR, h UBIGINT)")
+        con.execute(f"CREATE TABLE {NAME}.messages AS SELECT {pinned_sql}, "
+                    "CAST(NULL AS VARCHAR) AS file FROM main.messages LIMIT 0")
+        con.execute(f"CREATE TABLE {NAME}.accepted_domains AS SELECT *, "
+                    "CAST(NULL AS VARCHAR) AS file FROM main.accepted_domains LIMIT 0")
+        self._point_views(con, since=None, todo=True)
+        con.execute(f"CREATE TABLE {NAME}.outbound AS SELECT * FROM main.outbound_mail LIMIT 0")
+        con.execute(f"INSERT INTO {NAME}.meta VALUES ('version', $v)", {"v": version})
+
+    # ------------------------------------------------------------ refreshing
+
+    def refresh(self, con: duckdb.DuckDBPyConnection, since: date, pinned_sql: str) -> int:
+        """Bring the cache up to the lake for the lookback from `since`, then let
+        `messages`, `accepted_domains` and `outbound_mail` in this session read it.
+        Returns the message rows in the lookback."""
+        root = str(self.lake)
+        messages = {p: v for p, v in _files(self.lake / "messages", "tenant=*/date=*/*.parquet")
+                    .items() if date.fromisoformat(Path(p).parent.name[5:]) >= since}
+        domains = _files(self.lake / "accepted_domains", "tenant=*/*.parquet")
+        self._point_views(con, since=None, todo=True)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            new = self._sync(con, "messages", messages, lambda files, present: (
+                f"SELECT {pinned_sql}, file FROM (SELECT {sql.columns_sql(schema.MESSAGES, present)}"
+                f", filename AS file FROM {sql.source(schema.MESSAGES, root, files)})"))
+            self._sync(con, "accepted_domains", domains, lambda files, present: (
+                f"SELECT {sql.columns_sql(schema.ACCEPTED_DOMAINS, present)}, filename AS file "
+                f"FROM {sql.source(schema.ACCEPTED_DOMAINS, root, files)}"))
+            con.execute(f"DELETE FROM {NAME}.todo_files")
+            con.execute(f"DELETE FROM {NAME}.todo_tenants")
+            if new:
+                con.execute(f"INSERT INTO {NAME}.todo_files SELECT unnest($f)", {"f": new})
+            self._judge(con)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        self._point_views(con, since)
+        return con.execute("SELECT count(*) FROM messages").fetchall()[0][0]
+
+    def _sync(self, con: duckdb.DuckDBPyConnection, kind: str, current: dict[str, tuple[int, int]],
+              select) -> list[str]:  # type: ignore[no-untyped-def]
+        """Forget rows of files gone or rewritten, load files new or rewritten; returns
+        the files loaded."""
+        cached = {f: (s, m) for f, s, m in con.execute(
+            f"SELECT file, size, mtime_ns FROM {NAME}.files WHERE kind = $k", {"k": kind}
+        ).fetchall()}
+        gone = [f for f, ident in cached.items() if current.get(f) != ident]
+        new = sorted(f for f, ident in current.items() if cached.get(f) != ident)
+        if gone:
+            for table in ("messages", "outbound") if kind == "messages" else (kind,):
+                con.execute(f"DELETE FROM {NAME}.{table} WHERE file IN (SELECT unnest($g))",
+                            {"g": gone})
+            con.execute(f"DELETE FROM {NAME}.files WHERE kind = $k AND file IN "
+                        "(SELECT unnest($g))", {"k": kind, "g": gone})
+        if new:
+            table = schema.TABLES[kind]
+            present = sql.present_columns(con, sql.source(table, str(self.lake), new))
+            con.execute(f"INSERT INTO {NAME}.{kind} {select(new, present)}")
+            con.execute(f"INSERT INTO {NAME}.files SELECT unnest($f), $k, unnest($s), "
+                        "unnest($m)", {"f": new, "k": kind, "s": [current[f][0] for f in new],
+                                       "m": [current[f][1] for f in new]})
+        return new
+
+    def _judge(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Judge the outbound rows of new files, and all of those tenants' whose accepted
+        domains are not what they were when their rows were judged."""
+        state = (f"SELECT tenant, bit_xor(hash(domain_name, match_subdomains, when_created_utc)) "
+                 f"AS h FROM (SELECT DISTINCT tenant, domain_name, match_subdomains, "
+                 f"when_created_utc FROM {NAME}.accepted_domains) GROUP BY tenant")
+        con.execute(f"""
+            INSERT INTO {NAME}.todo_tenants
+            SELECT coalesce(n.tenant, o.tenant) FROM ({state}) AS n
+            FULL JOIN {NAME}.ad_state AS o ON o.tenant = n.tenant
+            WHERE n.h IS DISTINCT FROM o.h""")
+        con.execute(f"DELETE FROM {NAME}.outbound WHERE tenant IN "
+                    f"(SELECT tenant FROM {NAME}.todo_tenants)")
+        con.execute(f"INSERT INTO {NAME}.outbound SELECT * FROM main.outbound_mail")
+        con.execute(f"DELETE FROM {NAME}.ad_state")
+        con.execute(f"INSERT INTO {NAME}.ad_state {state}")
+
+    def _point_views(self, con: duckdb.DuckDBPyConnection, since: date | None,
+                     todo: bool = False) -> None:
+        """Let `messages`, `accepted_domains` and `outbound_mail` read the cache: the rows
+        still to judge (todo), or the lookback from `since`."""
+        if todo:
+            where = (f"WHERE file IN (SELECT file FROM {NAME}.todo_files) OR tenant IN "
+                     f"(SELECT tenant FROM {NAME}.todo_tenants)")
+            con.execute(f"CREATE OR REPLACE TEMP VIEW messages AS SELECT * FROM {NAME}.messages "
+                        + where)
+        else:
+            where = "" if since is None else f"WHERE date >= DATE '{since.isoformat()}'"
+            con.execute("CREATE OR REPLACE TEMP VIEW messages AS SELECT * EXCLUDE (file) "
+                        f"FROM {NAME}.messages {where}")
+            if since is not None:
+                con.execute("CREATE OR REPLACE TEMP VIEW outbound_mail AS SELECT * EXCLUDE "
+                            f"(file) FROM {NAME}.outbound {where}")
+        con.execute("CREATE OR REPLACE TEMP VIEW accepted_domains AS SELECT * EXCLUDE (file) "
+                    f"FROM {NAME}.accepted_domains")
+
+
+def _files(folder: Path, pattern: str) -> dict[str, tuple[int, int]]:
+    """Path → (size, mtime_ns) of the files matching `pattern` under `folder`."""
+    out = {}
+    for path in folder.glob(pattern):
+        if path.name.startswith("."):
+            continue
+        st = path.stat()
+        out[str(path)] = (st.st_size, st.st_mtime_ns)
+    return out
