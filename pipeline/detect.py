@@ -67,11 +67,13 @@ class Result:
     for_report: dict[str, pl.DataFrame]
 
 
-def evaluate(lake: Path, run: Run, session: Session | None = None) -> Result:
-    """Run every detection query and build findings and verdicts (nothing is written).
-    A caller's session (nightly's) is used as it is, and left open."""
+def evaluate(lake: Path, run: Run, session: Session | None = None,
+             cache: bool = False) -> Result:
+    """Run every detection query and build findings and verdicts (nothing is written to
+    the lake's tables; with `cache`, which needs the lake lock, <lake>/.cache is brought up
+    to date). A caller's session (nightly's) is used as it is, and left open."""
     lookback = timedelta(days=run.settings.window_days + run.settings.baseline_days)
-    with nullcontext(session) if session else Session(lake, cache=True) as s:
+    with nullcontext(session) if session else Session(lake, cache=cache) as s:
         s.pin_messages((run.as_of - lookback).date(), PINNED_COLUMNS)
         rows = {name: s.run(name, run.params()) for name in DETECTIONS}
         drawn = {table: s.run(query, run.params()) for table, query in FOR_REPORT.items()}
@@ -103,7 +105,8 @@ def detect(settings: Settings, as_of: datetime, tenant: str | None = None,
     """Evaluate and store findings and verdicts for the as-of day, under the lake lock."""
     lake = Lake(settings.lake).must_exist()
     with lake.locked(), faults.stage("detect"):
-        result = evaluate(settings.lake, Run(as_of, tenant, settings.detect), session)
+        result = evaluate(settings.lake, Run(as_of, tenant, settings.detect), session,
+                          cache=True)
         tenants = result.verdicts["tenant"].to_list()
         lake.replace_results("findings", as_of.date(), result.findings, tenants)
         lake.replace_results("verdicts", as_of.date(), result.verdicts, tenants)

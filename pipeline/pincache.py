@@ -20,6 +20,8 @@ missing, damaged or written by another version, and deleting `.cache/` costs one
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -28,7 +30,7 @@ import duckdb
 from pipeline import schema, sql
 
 NAME = "rwcache"
-FORMAT = "1"
+FORMAT = "2"
 
 
 class PinCache:
@@ -74,6 +76,7 @@ class PinCache:
         con.execute(f"CREATE TABLE {NAME}.todo_files (file VARCHAR)")
         con.execute(f"CREATE TABLE {NAME}.todo_tenants (tenant VARCHAR)")
         con.execute(f"CREATE TABLE {NAME}.ad_state (tenant VARCHAR, h UBIGINT)")
+        con.execute(f"CREATE TABLE {NAME}.rejudge (tenant VARCHAR)")
         con.execute(f"CREATE TABLE {NAME}.messages AS SELECT {pinned_sql}, "
                     "CAST(NULL AS VARCHAR) AS file FROM main.messages LIMIT 0")
         con.execute(f"CREATE TABLE {NAME}.accepted_domains AS SELECT *, "
@@ -87,72 +90,108 @@ class PinCache:
     def refresh(self, con: duckdb.DuckDBPyConnection, since: date, pinned_sql: str) -> int:
         """Bring the cache up to the lake for the lookback from `since`, then let
         `messages`, `accepted_domains` and `outbound_mail` in this session read it.
-        Returns the message rows in the lookback."""
+        Returns the message rows in the lookback.
+
+        Work is committed in steps small enough for DuckDB's memory limit (a first run over
+        a large lake loads it BATCH_BYTES of Parquet at a time); a run killed between steps
+        leaves a consistent cache (every loaded file judged, tenants still to judge again
+        listed in `rejudge`) that the next run completes."""
         root = str(self.lake)
-        messages = {p: v for p, v in _files(self.lake / "messages", "tenant=*/date=*/*.parquet")
-                    .items() if date.fromisoformat(Path(p).parent.name[5:]) >= since}
-        domains = _files(self.lake / "accepted_domains", "tenant=*/*.parquet")
+        messages = {f: v for f, v in _files(self.lake, "messages/tenant=*/date=*/*.parquet")
+                    .items() if date.fromisoformat(Path(f).parent.name[5:]) >= since}
+        domains = _files(self.lake, "accepted_domains/tenant=*/*.parquet")
         self._point_views(con, since=None, todo=True)
-        con.execute("BEGIN TRANSACTION")
-        try:
-            new = self._sync(con, "messages", messages, lambda files, present: (
-                f"SELECT {pinned_sql}, file FROM (SELECT {sql.columns_sql(schema.MESSAGES, present)}"
-                f", filename AS file FROM {sql.source(schema.MESSAGES, root, files)})"))
+        with _transaction(con):  # accepted domains first: new rows are judged with them
             self._sync(con, "accepted_domains", domains, lambda files, present: (
-                f"SELECT {sql.columns_sql(schema.ACCEPTED_DOMAINS, present)}, filename AS file "
+                f"SELECT {sql.columns_sql(schema.ACCEPTED_DOMAINS, present)}, "
+                f"{_relative('filename', root)} AS file "
                 f"FROM {sql.source(schema.ACCEPTED_DOMAINS, root, files)}"))
-            con.execute(f"DELETE FROM {NAME}.todo_files")
-            con.execute(f"DELETE FROM {NAME}.todo_tenants")
-            if new:
-                con.execute(f"INSERT INTO {NAME}.todo_files SELECT unnest($f)", {"f": new})
-            self._judge(con)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+            self._mark_changed_tenants(con)
+        new = self._sync(con, "messages", messages, None)
+        for batch in _batches(new, messages):
+            with _transaction(con):
+                self._load(con, batch, messages, pinned_sql)
+                self._judge(con, files=batch)
+        while tenants := [t for (t,) in con.execute(
+                f"SELECT tenant FROM {NAME}.rejudge ORDER BY tenant LIMIT 20").fetchall()]:
+            with _transaction(con):
+                self._judge(con, tenants=tenants)
         self._point_views(con, since)
         return con.execute("SELECT count(*) FROM messages").fetchall()[0][0]
 
-    def _sync(self, con: duckdb.DuckDBPyConnection, kind: str, current: dict[str, tuple[int, int]],
-              select) -> list[str]:  # type: ignore[no-untyped-def]
-        """Forget rows of files gone or rewritten, load files new or rewritten; returns
-        the files loaded."""
+    def _sync(self, con: duckdb.DuckDBPyConnection, kind: str,
+              current: dict[str, tuple[int, int]], select) -> list[str]:  # type: ignore[no-untyped-def]
+        """Forget the rows of files gone or rewritten; return the files new or rewritten
+        (loaded here with `select` when given, else by the caller)."""
         cached = {f: (s, m) for f, s, m in con.execute(
             f"SELECT file, size, mtime_ns FROM {NAME}.files WHERE kind = $k", {"k": kind}
         ).fetchall()}
         gone = [f for f, ident in cached.items() if current.get(f) != ident]
         new = sorted(f for f, ident in current.items() if cached.get(f) != ident)
         if gone:
-            for table in ("messages", "outbound") if kind == "messages" else (kind,):
-                con.execute(f"DELETE FROM {NAME}.{table} WHERE file IN (SELECT unnest($g))",
-                            {"g": gone})
-            con.execute(f"DELETE FROM {NAME}.files WHERE kind = $k AND file IN "
-                        "(SELECT unnest($g))", {"k": kind, "g": gone})
-        if new:
+            with _transaction(con, nested=kind != "messages"):
+                for table in ("messages", "outbound") if kind == "messages" else (kind,):
+                    con.execute(f"DELETE FROM {NAME}.{table} WHERE file IN "
+                                "(SELECT unnest($g))", {"g": gone})
+                con.execute(f"DELETE FROM {NAME}.files WHERE kind = $k AND file IN "
+                            "(SELECT unnest($g))", {"k": kind, "g": gone})
+        if new and select is not None:
             table = schema.TABLES[kind]
-            present = sql.present_columns(con, sql.source(table, str(self.lake), new))
-            con.execute(f"INSERT INTO {NAME}.{kind} {select(new, present)}")
-            con.execute(f"INSERT INTO {NAME}.files SELECT unnest($f), $k, unnest($s), "
-                        "unnest($m)", {"f": new, "k": kind, "s": [current[f][0] for f in new],
-                                       "m": [current[f][1] for f in new]})
+            files = [str(self.lake / f) for f in new]
+            present = sql.present_columns(con, sql.source(table, str(self.lake), files))
+            con.execute(f"INSERT INTO {NAME}.{kind} {select(files, present)}")
+            self._remember(con, kind, new, current)
         return new
 
-    def _judge(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Judge the outbound rows of new files, and all of those tenants' whose accepted
-        domains are not what they were when their rows were judged."""
+    def _load(self, con: duckdb.DuckDBPyConnection, batch: list[str],
+              current: dict[str, tuple[int, int]], pinned_sql: str) -> None:
+        root = str(self.lake)
+        files = [str(self.lake / f) for f in batch]
+        source = sql.source(schema.MESSAGES, root, files)
+        present = sql.present_columns(con, source)
+        con.execute(f"INSERT INTO {NAME}.messages SELECT {pinned_sql}, file FROM (SELECT "
+                    f"{sql.columns_sql(schema.MESSAGES, present)}, "
+                    f"{_relative('filename', root)} AS file FROM {source})")
+        self._remember(con, "messages", batch, current)
+
+    @staticmethod
+    def _remember(con: duckdb.DuckDBPyConnection, kind: str, files: list[str],
+                  current: dict[str, tuple[int, int]]) -> None:
+        con.execute(f"INSERT INTO {NAME}.files SELECT unnest($f), $k, unnest($s), unnest($m)",
+                    {"f": files, "k": kind, "s": [current[f][0] for f in files],
+                     "m": [current[f][1] for f in files]})
+
+    def _mark_changed_tenants(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Tenants whose accepted domains are not what their rows were judged with: their
+        judged rows are dropped and they are listed to be judged again."""
         state = (f"SELECT tenant, bit_xor(hash(domain_name, match_subdomains, when_created_utc)) "
                  f"AS h FROM (SELECT DISTINCT tenant, domain_name, match_subdomains, "
                  f"when_created_utc FROM {NAME}.accepted_domains) GROUP BY tenant")
         con.execute(f"""
-            INSERT INTO {NAME}.todo_tenants
+            INSERT INTO {NAME}.rejudge
             SELECT coalesce(n.tenant, o.tenant) FROM ({state}) AS n
             FULL JOIN {NAME}.ad_state AS o ON o.tenant = n.tenant
-            WHERE n.h IS DISTINCT FROM o.h""")
+            WHERE n.h IS DISTINCT FROM o.h
+              AND coalesce(n.tenant, o.tenant) IN (SELECT tenant FROM {NAME}.messages)""")
         con.execute(f"DELETE FROM {NAME}.outbound WHERE tenant IN "
-                    f"(SELECT tenant FROM {NAME}.todo_tenants)")
-        con.execute(f"INSERT INTO {NAME}.outbound SELECT * FROM main.outbound_mail")
+                    f"(SELECT tenant FROM {NAME}.rejudge)")
         con.execute(f"DELETE FROM {NAME}.ad_state")
         con.execute(f"INSERT INTO {NAME}.ad_state {state}")
+
+    def _judge(self, con: duckdb.DuckDBPyConnection, files: list[str] = (),  # type: ignore[assignment]
+               tenants: list[str] = ()) -> None:  # type: ignore[assignment]
+        """Judge the outbound rows of these files, or all rows of these tenants."""
+        con.execute(f"DELETE FROM {NAME}.todo_files")
+        con.execute(f"DELETE FROM {NAME}.todo_tenants")
+        if files:
+            con.execute(f"INSERT INTO {NAME}.todo_files SELECT unnest($f)", {"f": list(files)})
+        if tenants:
+            con.execute(f"INSERT INTO {NAME}.todo_tenants SELECT unnest($t)", {"t": list(tenants)})
+            con.execute(f"DELETE FROM {NAME}.outbound WHERE tenant IN (SELECT unnest($t))",
+                        {"t": list(tenants)})
+            con.execute(f"DELETE FROM {NAME}.rejudge WHERE tenant IN (SELECT unnest($t))",
+                        {"t": list(tenants)})
+        con.execute(f"INSERT INTO {NAME}.outbound SELECT * FROM main.outbound_mail")
 
     def _point_views(self, con: duckdb.DuckDBPyConnection, since: date | None,
                      todo: bool = False) -> None:
@@ -174,12 +213,50 @@ class PinCache:
                     f"FROM {NAME}.accepted_domains")
 
 
-def _files(folder: Path, pattern: str) -> dict[str, tuple[int, int]]:
-    """Path → (size, mtime_ns) of the files matching `pattern` under `folder`."""
+def _files(lake: Path, pattern: str) -> dict[str, tuple[int, int]]:
+    """Lake-relative path → (size, mtime_ns) of the files matching `pattern` (relative, so
+    a lake moved or copied elsewhere keeps its cache)."""
     out = {}
-    for path in folder.glob(pattern):
-        if path.name.startswith("."):
-            continue
-        st = path.stat()
-        out[str(path)] = (st.st_size, st.st_mtime_ns)
+    for path in lake.glob(pattern):
+        if not path.name.startswith("."):
+            st = path.stat()
+            out[str(path.relative_to(lake))] = (st.st_size, st.st_mtime_ns)
     return out
+
+
+def _relative(column: str, root: str) -> str:
+    """SQL for a file name column made relative to the lake root."""
+    return f"substr({column}, {len(root) + 2})"
+
+
+# Parquet bytes loaded per transaction: with DuckDB's memory limit, a first run over tens of
+# millions of rows stays under its memory target.
+BATCH_BYTES = 256 * 2**20
+
+
+def _batches(files: list[str], sizes: dict[str, tuple[int, int]]) -> Iterator[list[str]]:
+    batch: list[str] = []
+    total = 0
+    for f in files:
+        batch.append(f)
+        total += sizes[f][0]
+        if total >= BATCH_BYTES:
+            yield batch
+            batch, total = [], 0
+    if batch:
+        yield batch
+
+
+@contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection, nested: bool = False) -> Iterator[None]:
+    """One transaction (or, nested, the caller's)."""
+    if nested:
+        yield
+        return
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
