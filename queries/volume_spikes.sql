@@ -52,15 +52,23 @@ candidates AS (
       AND c.recipients >= CASE c.grain WHEN 'hour' THEN $spike_min_hour::BIGINT
                                        ELSE $spike_min_day::BIGINT END
 ),
-calendar AS (
-    SELECT c.tenant, c.scope, c.key, c.grain, c.bucket,
-           unnest(generate_series(
-               date_trunc(c.grain, greatest(b.baseline_start, s.first_hour)),
-               date_trunc(c.grain, b.window_start) - CASE c.grain WHEN 'hour' THEN INTERVAL 1 HOUR
-                                                                  ELSE INTERVAL 1 DAY END,
-               CASE c.grain WHEN 'hour' THEN INTERVAL 1 HOUR ELSE INTERVAL 1 DAY END)) AS past
+history_start AS (  -- the first hour or day of history a candidate is compared with
+    SELECT c.*, date_trunc(c.grain, greatest(b.baseline_start, s.first_hour)) AS first_past
     FROM candidates AS c, b, starts AS s
     WHERE s.tenant = c.tenant
+),
+calendar AS (  -- one day apart: an hour is compared only with the same hour on other days
+    SELECT h.tenant, h.scope, h.key, h.grain, h.bucket,
+           unnest(generate_series(
+               CASE WHEN h.grain = 'day' THEN h.first_past
+                    WHEN hour(h.first_past) <= hour(h.bucket)
+                    THEN date_trunc('day', h.first_past) + to_hours(hour(h.bucket))
+                    ELSE date_trunc('day', h.first_past) + INTERVAL 1 DAY + to_hours(hour(h.bucket))
+               END,
+               date_trunc(h.grain, b.window_start) - CASE h.grain WHEN 'hour' THEN INTERVAL 1 HOUR
+                                                                  ELSE INTERVAL 1 DAY END,
+               INTERVAL 1 DAY)) AS past
+    FROM history_start AS h, b
 ),
 baseline AS (
     SELECT k.tenant, k.scope, k.key, k.grain, k.bucket,
