@@ -232,9 +232,15 @@ class Ingestor:
             cached = known.get((item.tenant, item.display, st.st_size, st.st_mtime_ns))
             if cached:
                 res.sha256 = cached
-            else:
+            elif st.st_size >= formats.STREAM_BYTES:  # big: hashed while its parts parse
                 res.hashing = hasher.submit(file_sha256, item.path)
-            if cached and (item.tenant, cached) in done:
+            else:
+                try:
+                    res.sha256 = file_sha256(item.path)[0]
+                except OSError as exc:
+                    self._reject(item, res, f"cannot read the file ({exc.strerror})")
+                    continue
+            if res.sha256 and (item.tenant, res.sha256) in done:
                 self._skip(res)
                 continue
             try:

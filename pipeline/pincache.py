@@ -30,7 +30,7 @@ import duckdb
 from pipeline import schema, sql
 
 NAME = "rwcache"
-FORMAT = "2"
+FORMAT = "3"
 
 
 class PinCache:
@@ -164,9 +164,12 @@ class PinCache:
     def _mark_changed_tenants(self, con: duckdb.DuckDBPyConnection) -> None:
         """Tenants whose accepted domains are not what their rows were judged with: their
         judged rows are dropped and they are listed to be judged again."""
-        state = (f"SELECT tenant, bit_xor(hash(domain_name, match_subdomains, when_created_utc)) "
-                 f"AS h FROM (SELECT DISTINCT tenant, domain_name, match_subdomains, "
-                 f"when_created_utc FROM {NAME}.accepted_domains) GROUP BY tenant")
+        # what a judgement depends on: per domain and MatchSubDomains, the earliest creation
+        # (a daily snapshot of the same domains changes nothing)
+        state = (f"SELECT tenant, bit_xor(hash(domain_name, match_subdomains, since)) AS h "
+                 f"FROM (SELECT tenant, domain_name, match_subdomains, "
+                 f"min(coalesce(when_created_utc, '-infinity'::TIMESTAMPTZ)) AS since "
+                 f"FROM {NAME}.accepted_domains GROUP BY ALL) GROUP BY tenant")
         con.execute(f"""
             INSERT INTO {NAME}.rejudge
             SELECT coalesce(n.tenant, o.tenant) FROM ({state}) AS n

@@ -42,29 +42,35 @@ change_summary AS (
            arg_max(user_id, creation_utc) FILTER (WHERE operation = 'Remove-InboundConnector') AS removed_by
     FROM changes GROUP BY ALL
 ),
+window_rows AS (
+    SELECT m.*, lower(m.connector) AS k
+    FROM messages AS m, b
+    WHERE in_period(m.date, m.received_utc, b.window_start, b.as_of)
+      AND m.connector IS NOT NULL
+      AND ($tenant::VARCHAR IS NULL OR m.tenant = $tenant::VARCHAR)
+),
+ip_checks AS (  -- each (connector, client IP) checked against SenderIPAddresses once
+    SELECT p.tenant, p.k, p.client_ip,
+           s.name IS NOT NULL AND len(s.sender_ip_addresses) > 0
+           AND NOT coalesce(list_bool_or(list_transform(
+               s.sender_ip_addresses, lambda r: ip_in_range(p.client_ip, r))), false) AS outside
+    FROM (SELECT DISTINCT tenant, k, client_ip FROM window_rows) AS p
+    LEFT JOIN snap AS s ON s.tenant = p.tenant AND lower(s.name) = p.k
+),
 traffic AS (
-    SELECT m.tenant, lower(m.connector) AS k, any_value(m.connector) AS connector,
+    SELECT m.tenant, m.k, any_value(m.connector) AS connector,
            count(*) AS recipients,
            count(*) FILTER (WHERE is_spam(m.status, m.spam_verdict, m.ndr_code)) AS spam_recipients,
-           count(*) FILTER (WHERE s.name IS NOT NULL AND len(s.sender_ip_addresses) > 0
-                              AND NOT coalesce(list_bool_or(list_transform(
-                                  s.sender_ip_addresses, lambda r: ip_in_range(m.client_ip, r))), false))
-               AS outside_ip_recipients,
-           list(DISTINCT m.client_ip ORDER BY m.client_ip) FILTER (
-               WHERE s.name IS NOT NULL AND len(s.sender_ip_addresses) > 0
-                 AND NOT coalesce(list_bool_or(list_transform(
-                     s.sender_ip_addresses, lambda r: ip_in_range(m.client_ip, r))), false))[1:5]
+           count(*) FILTER (WHERE x.outside) AS outside_ip_recipients,
+           list(DISTINCT m.client_ip ORDER BY m.client_ip) FILTER (WHERE x.outside)[1:5]
                AS outside_ips,
            bool_or(m.source_format <> 'exchange_tracking_log') AS seen_in_cloud_trace,
            min(m.received_utc) AS first_traffic_utc,
            max(m.received_utc) AS last_traffic_utc
-    FROM messages AS m
-    CROSS JOIN b
-    LEFT JOIN snap AS s ON s.tenant = m.tenant AND lower(s.name) = lower(m.connector)
-    WHERE in_period(m.date, m.received_utc, b.window_start, b.as_of)
-      AND m.connector IS NOT NULL
-      AND ($tenant::VARCHAR IS NULL OR m.tenant = $tenant::VARCHAR)
-    GROUP BY ALL
+    FROM window_rows AS m
+    LEFT JOIN ip_checks AS x
+      ON x.tenant = m.tenant AND x.k = m.k AND x.client_ip IS NOT DISTINCT FROM m.client_ip
+    GROUP BY m.tenant, m.k
 ),
 relayed AS (
     SELECT o.tenant, lower(o.connector) AS k, count(*) AS unprovisioned_recipients

@@ -59,19 +59,28 @@ def test_ingest_twice_is_a_no_op_that_says_so(inbox: Path, tmp_path: Path) -> No
     assert tree_bytes(tmp_path / "lake" / "messages") == before
 
 
+@pytest.mark.parametrize("big", [False, True])
 def test_the_same_bytes_under_another_name_are_skipped_before_any_write(
-        inbox: Path, tmp_path: Path) -> None:
-    """A new name is hashed beside its parsing; the hash decides before anything is
-    written that the file came before."""
+        inbox: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, big: bool) -> None:
+    """A small new name is hashed first and skipped unread; a big one is hashed beside
+    its parsing, and the hash decides before anything is written."""
+    from pipeline import formats
+
     s = Settings(lake=tmp_path / "lake")
     ingest([inbox], s)
     before = tree_bytes(tmp_path / "lake" / "messages")
     trace = next(p for p in sorted(inbox.rglob("*.csv")))
     copy = tmp_path / "copy.csv"
     shutil.copy(trace, copy)
+    sniffed: list[str] = []
+    real_sniff = formats.sniff
+    monkeypatch.setattr(formats, "sniff", lambda p, *a: sniffed.append(p.name) or real_sniff(p, *a))
+    if big:
+        monkeypatch.setattr(formats, "STREAM_BYTES", 1)
     report = ingest([copy], s, tenant=trace.parent.name)
     assert [f.status for f in report.files] == ["skipped"]
     assert report.files[0].sha256 == hashlib.sha256(trace.read_bytes()).hexdigest()
+    assert sniffed == (["copy.csv"] if big else [])
     assert tree_bytes(tmp_path / "lake" / "messages") == before
 
 
