@@ -48,6 +48,9 @@ def write_atomically(target: Path, write: Callable[[Path], object]) -> None:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise LakeError(f"{target}: cannot write ({exc.strerror})") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class Lake:
@@ -84,12 +87,16 @@ class Lake:
                     f"{self.root}: the lake is in use by {holder}; wait for it to finish "
                     "(the lock is released automatically when that process ends)"
                 ) from None
+            # the lock file names its holder while held and is emptied on a clean release:
+            # a name left in it means the last holder was killed, so sweep its temporaries
+            if os.pread(fd, 64, 0).strip():
+                self._sweep_temporaries()
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"relaywatch pid {os.getpid()}\n".encode(), 0)
-            self._sweep_temporaries()
             _HELD[key] = 1
             faults.locked_point()
             yield
+            os.ftruncate(fd, 0)
         finally:
             _HELD.pop(key, None)
             os.close(fd)

@@ -20,7 +20,8 @@ missing, damaged or written by another version, and deleting `.cache/` costs one
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -97,9 +98,8 @@ class PinCache:
         leaves a consistent cache (every loaded file judged, tenants still to judge again
         listed in `rejudge`) that the next run completes."""
         root = str(self.lake)
-        messages = {f: v for f, v in _files(self.lake, "messages/tenant=*/date=*/*.parquet")
-                    .items() if date.fromisoformat(Path(f).parent.name[5:]) >= since}
-        domains = _files(self.lake, "accepted_domains/tenant=*/*.parquet")
+        messages = _files(self.lake, "messages", lambda part: part >= f"date={since}")
+        domains = _files(self.lake, "accepted_domains")
         self._point_views(con, since=None, todo=True)
         with _transaction(con):  # accepted domains first: new rows are judged with them
             self._sync(con, "accepted_domains", domains, lambda files, present: (
@@ -216,14 +216,28 @@ class PinCache:
                     f"FROM {NAME}.accepted_domains")
 
 
-def _files(lake: Path, pattern: str) -> dict[str, tuple[int, int]]:
-    """Lake-relative path → (size, mtime_ns) of the files matching `pattern` (relative, so
-    a lake moved or copied elsewhere keeps its cache)."""
-    out = {}
-    for path in lake.glob(pattern):
-        if not path.name.startswith("."):
-            st = path.stat()
-            out[str(path.relative_to(lake))] = (st.st_size, st.st_mtime_ns)
+def _files(lake: Path, table: str, keep: Callable[[str], bool] | None = None
+           ) -> dict[str, tuple[int, int]]:
+    """Lake-relative path → (size, mtime_ns) of a table's Parquet files under
+    tenant=*/[partition/], partitions chosen by name with `keep` (relative paths, so a lake
+    moved or copied elsewhere keeps its cache; os.scandir, as this runs every night over
+    thousands of files)."""
+    out: dict[str, tuple[int, int]] = {}
+
+    def scan(folder: str, rel: str) -> None:
+        for entry in os.scandir(folder):
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                if keep is None or "=" not in entry.name or entry.name.startswith("tenant=") \
+                        or keep(entry.name):
+                    scan(entry.path, f"{rel}/{entry.name}")
+            elif entry.name.endswith(".parquet"):
+                st = entry.stat(follow_symlinks=False)
+                out[f"{rel}/{entry.name}"] = (st.st_size, st.st_mtime_ns)
+
+    if (lake / table).is_dir():
+        scan(str(lake / table), table)
     return out
 
 

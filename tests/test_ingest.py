@@ -281,3 +281,26 @@ def test_a_manifest_of_many_files_without_event_times_first(tmp_path: Path) -> N
     assert report.count("ingested") == 121
     manifest = Lake(tmp_path / "lake").manifest()
     assert manifest.height == 121 and manifest["first_event_utc"].null_count() == 120
+
+
+def test_temporaries_are_swept_only_after_a_holder_was_killed(tmp_path: Path,
+                                                              monkeypatch) -> None:
+    """A clean release empties the lock file, so the next run does not walk the lake; a
+    holder's name left in it (the holder was killed) makes the next run sweep."""
+    lake = Lake(tmp_path / "lake")
+    swept: list[int] = []
+    real = Lake._sweep_temporaries
+    monkeypatch.setattr(Lake, "_sweep_temporaries", lambda self: swept.append(1) or real(self))
+    with lake.locked():
+        assert (lake.root / ".lock").read_text().startswith("relaywatch pid ")
+    assert (lake.root / ".lock").read_text() == ""
+    with lake.locked():
+        pass
+    assert swept == []
+    left = lake.root / "messages" / "tenant=a" / "date=2026-11-01" / ".tmp-99-data.parquet"
+    left.parent.mkdir(parents=True)
+    left.write_bytes(b"half")
+    (lake.root / ".lock").write_text("relaywatch pid 99\n")   # what a killed holder leaves
+    with lake.locked():
+        assert not left.exists()
+    assert swept == [1]
