@@ -214,7 +214,7 @@ def test_utf16_streamed_in_chunks_cut_only_between_records(tmp_path, rows: int) 
 
 
 def test_utf16_quote_that_never_closes_is_refused_with_its_line(tmp_path, monkeypatch) -> None:
-    import pipeline.formats.source as source
+    from pipeline.formats import source
 
     monkeypatch.setattr(source, "MAX_RECORD_CHARS", 2000)
     text = '"Sender","Subject"\r\n"a@x.com","ok"\r\n"b@x.com","never closed\r\n' + "x\r\n" * 2000

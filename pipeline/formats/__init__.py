@@ -12,9 +12,9 @@ import os
 import re
 from collections import deque
 from collections.abc import Callable, Iterator
-from itertools import islice
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import TypeVar
 
