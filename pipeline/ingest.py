@@ -10,12 +10,14 @@ import hashlib
 import logging
 import os
 import re
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -23,7 +25,7 @@ from pipeline import formats, schema
 from pipeline.errors import ConfigError, InputFormatError
 from pipeline.formats.common import Context, Parsed
 from pipeline.formats.config import own_domain_patterns
-from pipeline.lake import Lake
+from pipeline.lake import STAGING, Lake
 from pipeline.settings import Settings
 
 log = logging.getLogger("relaywatch")
@@ -204,7 +206,9 @@ class Ingestor:
         # partitions are written by one thread while the next parts are parsed; at most one
         # flush is in flight, so memory holds two buffers at most
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relaywatch-write")
-        self._writing: list[Future[int]] = []
+        self._writing: list[Future[Any]] = []
+        # a day bigger than the buffer is put aside a part at a time, then written once
+        self._staged: dict[tuple[str, date], list[Future[Path]]] = {}
         self._unrecorded: list[FileResult] = []
         self._own: dict[str, set[str]] = {}
 
@@ -214,6 +218,7 @@ class Ingestor:
         # a night with one new file reads one file, not the whole inbox
         known = {} if rehash else self.lake.known_files()
         self._done = done
+        shutil.rmtree(self.lake.root / STAGING, ignore_errors=True)  # a killed run's parts
         queue: list[tuple[InputFile, formats.Sniffed, FileResult]] = []
         # new files are hashed in the background, beside their parsing; whether one was
         # ingested before is decided before any of its rows is written
@@ -328,24 +333,37 @@ class Ingestor:
             self._pending.setdefault((tenant, day), []).append(part)  # type: ignore[arg-type]
         self._pending_rows += rows.height
         if self._pending_rows >= self.settings.flush_rows:
-            latest = days.max()
-            # keep the day still being filled (its rows go on in the next part) unless the
-            # buffer holds nothing else
-            older = [k for k in self._pending if k != (tenant, latest)]
-            self._flush(older or None)
+            latest = (tenant, days.max())
+            # keep the day still being filled (its rows go on in the next part); when the
+            # buffer holds nothing else, put that day's rows so far aside
+            older = [k for k in {**self._pending, **self._staged} if k != latest]
+            if older:
+                self._flush(older)
+            else:
+                self._stage(latest)
+
+    def _stage(self, key: tuple[str, date]) -> None:
+        parts = self._pending.pop(key)
+        self._pending_rows -= sum(p.height for p in parts)
+        staged = self._staged.setdefault(key, [])
+        staged.append(self._writer.submit(self.lake.stage, *key,
+                                          pl.concat(parts, how="diagonal_relaxed"), len(staged)))
 
     def _flush(self, keys: list[tuple[str, date]] | None = None) -> None:
         """Write pending message rows (of `keys`, else all); once nothing is pending, record
         the files they came from (a file is in the manifest only when all its rows are)."""
         batch = []
-        for key in keys if keys is not None else list(self._pending):
-            parts = self._pending.pop(key)
+        for key in keys if keys is not None else list({**self._pending, **self._staged}):
+            parts = self._pending.pop(key, [])
             self._pending_rows -= sum(p.height for p in parts)
-            batch.append((key, pl.concat(parts, how="diagonal_relaxed")))
+            rows = (pl.concat(parts, how="diagonal_relaxed") if parts
+                    else pl.DataFrame(schema=schema.MESSAGES.schema))
+            batch.append((key, rows, self._staged.pop(key, [])))
         self._wait_for_writes()
-        self._writing = [self._writer.submit(self.lake.write_partition, *key, rows)
-                         for key, rows in batch]
-        if not self._pending:
+        self._writing = [self._writer.submit(self.lake.write_partition, *key, rows,
+                                             [f.result() for f in staged])
+                         for key, rows, staged in batch]
+        if not self._pending and not self._staged:
             self._wait_for_writes()
             self.lake.record(self._manifest_rows(self._unrecorded))
             self._unrecorded = []

@@ -24,6 +24,8 @@ from pipeline import faults, schema
 from pipeline.errors import ConfigError, LakeError, LockError
 
 MANIFEST = "ingest_log/manifest.parquet"
+# Parts of a day too big to buffer, until the day is complete (cleared at every ingest)
+STAGING = ".staging"
 # Columns that identify one row of `messages`; rows sharing them are the same recipient of
 # the same message seen in several exports.
 _MSG_KEY = ("_msg", "recipient_address")
@@ -128,17 +130,59 @@ class Lake:
         return {(str(t), d): self.write_partition(str(t), d, part)  # type: ignore[arg-type]
                 for (t, d), part in rows.partition_by("tenant", "date", as_dict=True).items()}
 
-    def write_partition(self, tenant: str, day: date, rows: pl.DataFrame) -> int:
-        """Merge one tenant × day's new rows with what its partition holds; rows kept."""
+    def write_partition(self, tenant: str, day: date, rows: pl.DataFrame,
+                        staged: list[Path] | None = None) -> int:
+        """Merge one tenant × day's new rows (and parts staged for it) with what its
+        partition holds; returns the rows kept."""
         table = schema.MESSAGES
         path = self.partition_path(tenant, day)
         part = table.conform(rows).select(table.file_columns())
+        if staged:
+            kept = self._append_staged(path, staged, part)
+            if kept is not None:
+                return kept
+            part = pl.concat([pl.read_parquet(staged).select(table.file_columns()), part],
+                             how="vertical_relaxed")
         if path.exists():
             part = pl.concat([pl.read_parquet(path).select(table.file_columns()), part],
                              how="vertical_relaxed")
         part = merge_duplicates(part)
         self._write(part, path)
+        for p in staged or ():
+            p.unlink(missing_ok=True)
         return part.height
+
+    def stage(self, tenant: str, day: date, rows: pl.DataFrame, n: int) -> Path:
+        """Put aside part `n` of a day too big to hold in memory until it is complete."""
+        table = schema.MESSAGES
+        target = self.root / STAGING / f"{tenant}-{day.isoformat()}-{n:05d}.parquet"
+        self._write(table.conform(rows).select(table.file_columns()), target)
+        return target
+
+    def _append_staged(self, path: Path, staged: list[Path], tail: pl.DataFrame) -> int | None:
+        """A big day's partition written by streaming its parts, so memory holds 16 bytes a
+        row, not the rows: rows whose (message, recipient) key repeats are merged in memory
+        and written after the others. Needs every row to have a network message id and the
+        parts to be in time order; else None, and the caller merges in memory."""
+        frames = [*(pl.scan_parquet(p) for p in ([path] if path.exists() else []) + staged),
+                  tail.lazy()]
+        key = pl.struct("network_message_id", "recipient_address").hash()
+        keys = pl.concat([f.select(key.alias("k"), "received_utc",
+                                   pl.col("network_message_id").is_null().alias("no_id"))
+                          for f in frames]).collect()
+        if keys.get_column("no_id").any() or not keys.get_column("received_utc").is_sorted():
+            return None
+        is_repeated = keys.get_column("k").is_duplicated()
+        repeated = pl.lit(keys.get_column("k").filter(is_repeated).unique().implode())
+        columns = schema.MESSAGES.file_columns()
+        merged = merge_duplicates(pl.concat([f.filter(key.is_in(repeated)).select(columns)
+                                             for f in frames]).collect())
+        rows = [f.filter(~key.is_in(repeated)).select(columns) for f in frames]
+        write_atomically(path, lambda tmp: pl.concat([*rows, merged.lazy()]).sink_parquet(
+            tmp, compression="zstd", compression_level=1))
+        for p in staged:
+            p.unlink(missing_ok=True)
+        return keys.height - int(is_repeated.sum()) + merged.height
 
     def write_file_table(self, name: str, tenant: str, sha: str, rows: pl.DataFrame) -> None:
         """One Parquet file per input file (config snapshots, audit events, rejects)."""

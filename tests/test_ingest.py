@@ -251,8 +251,8 @@ def test_large_files_are_streamed_in_parts_with_the_same_result(
     monkeypatch.setattr(formats, "STREAM_ROWS", 250)
     written: list[str] = []
     real_write = Lake.write_partition
-    monkeypatch.setattr(Lake, "write_partition", lambda self, t, d, rows: written.append(
-        d.isoformat()) or real_write(self, t, d, rows))
+    monkeypatch.setattr(Lake, "write_partition", lambda self, t, d, *rest: written.append(
+        d.isoformat()) or real_write(self, t, d, *rest))
     parts = Settings(lake=tmp_path / "parts", flush_rows=1000)
     report = ingest([src], parts, tenant="bigco")
     days = {p.name for p in (tmp_path / "parts" / "messages" / "tenant=bigco").iterdir()}
@@ -304,3 +304,46 @@ def test_temporaries_are_swept_only_after_a_holder_was_killed(tmp_path: Path,
     with lake.locked():
         assert not left.exists()
     assert swept == [1]
+
+
+@pytest.mark.parametrize("order", ["time", "shuffled"])
+def test_a_day_bigger_than_the_buffer_is_staged_then_written_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, order: str) -> None:
+    """One day of more rows than flush_rows is put aside part by part and written once at
+    the end (streamed when in time order, merged in memory when not); repeated recipients
+    are merged either way, and the lake equals one whole read."""
+    import random
+
+    from pipeline import formats
+    from pipeline.generate import write_historical
+
+    src = tmp_path / "in" / "report.csv"
+    write_historical(src, 3000, "utf-8", days=1)
+    lines = src.read_bytes().decode("utf-8").split("\r\n")
+    body = [ln for ln in lines[1:] if ln]
+    body.insert(len(body) // 2, body[len(body) // 2])           # the same message twice
+    if order == "shuffled":
+        random.Random(3).shuffle(body)
+    src.write_bytes("\r\n".join([lines[0], *body, ""]).encode())
+    ingest([src], Settings(lake=tmp_path / "whole"), tenant="bigco")
+    monkeypatch.setattr(formats, "STREAM_BYTES", 1)
+    monkeypatch.setattr(formats, "STREAM_ROWS", 250)
+    staged: list[int] = []
+    real_stage = Lake.stage
+    monkeypatch.setattr(Lake, "stage", lambda self, t, d, rows, n: staged.append(n)
+                        or real_stage(self, t, d, rows, n))
+    written: list[str] = []
+    real_write = Lake.write_partition
+    monkeypatch.setattr(Lake, "write_partition", lambda self, t, d, rows, parts=None:
+                        written.append(d.isoformat()) or real_write(self, t, d, rows, parts))
+    streamed: list[object] = []
+    real_append = Lake._append_staged
+    monkeypatch.setattr(Lake, "_append_staged", lambda self, *a: streamed.append(
+        real_append(self, *a)) or streamed[-1])
+    report = ingest([src], Settings(lake=tmp_path / "parts", flush_rows=1000), tenant="bigco")
+    assert report.files[0].status == "ingested" and len(staged) >= 2 and len(written) == 1
+    assert (streamed[0] is None) == (order == "shuffled")   # unordered: merged in memory
+    assert lake_digest(tmp_path / "parts") == lake_digest(tmp_path / "whole")
+    assert not any((tmp_path / "parts" / ".staging").iterdir())
+    rows = pl.read_parquet(tmp_path / "parts" / "messages" / "tenant=bigco")
+    assert rows.select("network_message_id", "recipient_address").is_duplicated().sum() == 0
