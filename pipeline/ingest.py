@@ -245,7 +245,7 @@ class Ingestor:
                 except OSError as exc:
                     self._reject(item, res, f"cannot read the file ({exc.strerror})")
                     continue
-            if res.sha256 and (item.tenant, res.sha256) in done:
+            if res.sha256 and self._came_before(item, res):
                 self._skip(res)
                 continue
             try:
@@ -278,11 +278,11 @@ class Ingestor:
         parts = formats.read_parts(item.path, sniffed, ctx)
         try:
             for parsed in parts:
-                sha = res.resolve_sha()
-                if (item.tenant, sha) in self._done:  # the same bytes came before
+                if self._came_before(item, res):
                     parts.close()
                     self._skip(res)
                     return
+                sha = res.sha256
                 own |= set(parsed.own_domains)
                 res.format = parsed.format
                 rows = _with_source(parsed.rows, parsed, item, sha)
@@ -313,18 +313,21 @@ class Ingestor:
             return
         if res.hashing is not None:  # a file with no rows at all
             try:
-                res.resolve_sha()
+                if self._came_before(item, res):
+                    self._skip(res)
+                    return
             except OSError as exc:
                 self._reject(item, res, f"cannot read the file ({exc.strerror})")
-                return
-            if (item.tenant, res.sha256) in self._done:
-                self._skip(res)
                 return
         self.lake.write_file_table("rejects", item.tenant, res.sha256,
                                    pl.concat(rejects, how="vertical_relaxed"))
         res.seconds = time.monotonic() - started
         self._finish(res)
         self.progress(res.size)
+
+    def _came_before(self, item: InputFile, res: FileResult) -> bool:
+        """Whether the same bytes were ingested for this tenant (waits for the hash)."""
+        return (item.tenant, res.resolve_sha()) in self._done
 
     def _add_pending(self, tenant: str, rows: pl.DataFrame) -> None:
         days = rows.get_column("received_utc").dt.date()

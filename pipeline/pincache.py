@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -82,7 +82,7 @@ class PinCache:
                     "CAST(NULL AS VARCHAR) AS file FROM main.messages LIMIT 0")
         con.execute(f"CREATE TABLE {NAME}.accepted_domains AS SELECT *, "
                     "CAST(NULL AS VARCHAR) AS file FROM main.accepted_domains LIMIT 0")
-        self._point_views(con, since=None, todo=True)
+        self._point_views(con, None)
         con.execute(f"CREATE TABLE {NAME}.outbound AS SELECT * FROM main.outbound_mail LIMIT 0")
         con.execute(f"INSERT INTO {NAME}.meta VALUES ('version', $v)", {"v": version})
 
@@ -97,20 +97,17 @@ class PinCache:
         a large lake loads it BATCH_BYTES of Parquet at a time); a run killed between steps
         leaves a consistent cache (every loaded file judged, tenants still to judge again
         listed in `rejudge`) that the next run completes."""
-        root = str(self.lake)
         messages = _files(self.lake, "messages", lambda part: part >= f"date={since}")
         domains = _files(self.lake, "accepted_domains")
-        self._point_views(con, since=None, todo=True)
+        self._point_views(con, None)
         with _transaction(con):  # accepted domains first: new rows are judged with them
-            self._sync(con, "accepted_domains", domains, lambda files, present: (
-                f"SELECT {sql.columns_sql(schema.ACCEPTED_DOMAINS, present)}, "
-                f"{_relative('filename', root)} AS file "
-                f"FROM {sql.source(schema.ACCEPTED_DOMAINS, root, files)}"))
+            self._load(con, "accepted_domains", self._sync(con, "accepted_domains", domains),
+                       domains)
             self._mark_changed_tenants(con)
-        new = self._sync(con, "messages", messages, None)
+        new = self._sync(con, "messages", messages)
         for batch in _batches(new, messages):
             with _transaction(con):
-                self._load(con, batch, messages, pinned_sql)
+                self._load(con, "messages", batch, messages, pinned_sql)
                 self._judge(con, files=batch)
         while tenants := [t for (t,) in con.execute(
                 f"SELECT tenant FROM {NAME}.rejudge ORDER BY tenant LIMIT 20").fetchall()]:
@@ -120,9 +117,8 @@ class PinCache:
         return con.execute("SELECT count(*) FROM messages").fetchall()[0][0]
 
     def _sync(self, con: duckdb.DuckDBPyConnection, kind: str,
-              current: dict[str, tuple[int, int]], select) -> list[str]:  # type: ignore[no-untyped-def]
-        """Forget the rows of files gone or rewritten; return the files new or rewritten
-        (loaded here with `select` when given, else by the caller)."""
+              current: dict[str, tuple[int, int]]) -> list[str]:
+        """Forget the rows of files gone or rewritten; return the files new or rewritten."""
         cached = {f: (s, m) for f, s, m in con.execute(
             f"SELECT file, size, mtime_ns FROM {NAME}.files WHERE kind = $k", {"k": kind}
         ).fetchall()}
@@ -135,24 +131,22 @@ class PinCache:
                                 "(SELECT unnest($g))", {"g": gone})
                 con.execute(f"DELETE FROM {NAME}.files WHERE kind = $k AND file IN "
                             "(SELECT unnest($g))", {"k": kind, "g": gone})
-        if new and select is not None:
-            table = schema.TABLES[kind]
-            files = [str(self.lake / f) for f in new]
-            present = sql.present_columns(con, sql.source(table, str(self.lake), files))
-            con.execute(f"INSERT INTO {NAME}.{kind} {select(files, present)}")
-            self._remember(con, kind, new, current)
         return new
 
-    def _load(self, con: duckdb.DuckDBPyConnection, batch: list[str],
-              current: dict[str, tuple[int, int]], pinned_sql: str) -> None:
+    def _load(self, con: duckdb.DuckDBPyConnection, kind: str, files: list[str],
+              current: dict[str, tuple[int, int]], columns: str = "*") -> None:
+        """Load these files' rows (`columns` of the table's, then the file name)."""
+        if not files:
+            return
         root = str(self.lake)
-        files = [str(self.lake / f) for f in batch]
-        source = sql.source(schema.MESSAGES, root, files)
+        table = schema.TABLES[kind]
+        source = sql.source(table, root, [str(self.lake / f) for f in files])
         present = sql.present_columns(con, source)
-        con.execute(f"INSERT INTO {NAME}.messages SELECT {pinned_sql}, file FROM (SELECT "
-                    f"{sql.columns_sql(schema.MESSAGES, present)}, "
-                    f"{_relative('filename', root)} AS file FROM {source})")
-        self._remember(con, "messages", batch, current)
+        select = "*" if columns == "*" else f"{columns}, file"
+        con.execute(f"INSERT INTO {NAME}.{kind} SELECT {select} FROM (SELECT "
+                    f"{sql.columns_sql(table, present)}, {_relative('filename', root)} AS file "
+                    f"FROM {source})")
+        self._remember(con, kind, files, current)
 
     @staticmethod
     def _remember(con: duckdb.DuckDBPyConnection, kind: str, files: list[str],
@@ -162,8 +156,8 @@ class PinCache:
                      "m": [current[f][1] for f in files]})
 
     def _mark_changed_tenants(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Tenants whose accepted domains are not what their rows were judged with: their
-        judged rows are dropped and they are listed to be judged again."""
+        """List the tenants whose accepted domains are not what their rows were judged with
+        (refresh judges them again before any query reads the cache)."""
         # what a judgement depends on: per domain and MatchSubDomains, the earliest creation
         # (a daily snapshot of the same domains changes nothing)
         state = (f"SELECT tenant, bit_xor(hash(domain_name, match_subdomains, since)) AS h "
@@ -176,13 +170,11 @@ class PinCache:
             FULL JOIN {NAME}.ad_state AS o ON o.tenant = n.tenant
             WHERE n.h IS DISTINCT FROM o.h
               AND coalesce(n.tenant, o.tenant) IN (SELECT tenant FROM {NAME}.messages)""")
-        con.execute(f"DELETE FROM {NAME}.outbound WHERE tenant IN "
-                    f"(SELECT tenant FROM {NAME}.rejudge)")
         con.execute(f"DELETE FROM {NAME}.ad_state")
         con.execute(f"INSERT INTO {NAME}.ad_state {state}")
 
-    def _judge(self, con: duckdb.DuckDBPyConnection, files: list[str] = (),  # type: ignore[assignment]
-               tenants: list[str] = ()) -> None:  # type: ignore[assignment]
+    def _judge(self, con: duckdb.DuckDBPyConnection, files: Sequence[str] = (),
+               tenants: Sequence[str] = ()) -> None:
         """Judge the outbound rows of these files, or all rows of these tenants."""
         con.execute(f"DELETE FROM {NAME}.todo_files")
         con.execute(f"DELETE FROM {NAME}.todo_tenants")
@@ -196,22 +188,19 @@ class PinCache:
                         {"t": list(tenants)})
         con.execute(f"INSERT INTO {NAME}.outbound SELECT * FROM main.outbound_mail")
 
-    def _point_views(self, con: duckdb.DuckDBPyConnection, since: date | None,
-                     todo: bool = False) -> None:
-        """Let `messages`, `accepted_domains` and `outbound_mail` read the cache: the rows
-        still to judge (todo), or the lookback from `since`."""
-        if todo:
-            where = (f"WHERE file IN (SELECT file FROM {NAME}.todo_files) OR tenant IN "
-                     f"(SELECT tenant FROM {NAME}.todo_tenants)")
+    def _point_views(self, con: duckdb.DuckDBPyConnection, since: date | None) -> None:
+        """Let `messages`, `accepted_domains` and `outbound_mail` read the cache: the
+        lookback from `since`, or (None) the message rows still to judge."""
+        if since is None:
             con.execute(f"CREATE OR REPLACE TEMP VIEW messages AS SELECT * FROM {NAME}.messages "
-                        + where)
+                        f"WHERE file IN (SELECT file FROM {NAME}.todo_files) OR tenant IN "
+                        f"(SELECT tenant FROM {NAME}.todo_tenants)")
         else:
-            where = "" if since is None else f"WHERE date >= DATE '{since.isoformat()}'"
+            where = f"WHERE date >= DATE '{since.isoformat()}'"
             con.execute("CREATE OR REPLACE TEMP VIEW messages AS SELECT * EXCLUDE (file) "
                         f"FROM {NAME}.messages {where}")
-            if since is not None:
-                con.execute("CREATE OR REPLACE TEMP VIEW outbound_mail AS SELECT * EXCLUDE "
-                            f"(file) FROM {NAME}.outbound {where}")
+            con.execute("CREATE OR REPLACE TEMP VIEW outbound_mail AS SELECT * EXCLUDE "
+                        f"(file) FROM {NAME}.outbound {where}")
         con.execute("CREATE OR REPLACE TEMP VIEW accepted_domains AS SELECT * EXCLUDE (file) "
                     f"FROM {NAME}.accepted_domains")
 

@@ -33,8 +33,8 @@ def loads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     seen: list[tuple[str, int]] = []
     real = PinCache._sync
 
-    def spy(self: PinCache, con: Any, kind: str, current: Any, select: Any) -> list[str]:
-        new = real(self, con, kind, current, select)
+    def spy(self: PinCache, con: Any, kind: str, current: Any) -> list[str]:
+        new = real(self, con, kind, current)
         seen.append((kind, len(new)))
         return new
 
@@ -112,11 +112,12 @@ def test_batches_a_moved_lake_and_a_run_stopped_half_way(
     real_load = PinCache._load
     calls = []
 
-    def stop_on_second(self: PinCache, *args: Any) -> None:
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        real_load(self, *args)
+    def stop_on_second(self: PinCache, con: Any, kind: str, *args: Any) -> None:
+        if kind == "messages":
+            calls.append(1)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+        real_load(self, con, kind, *args)
 
     monkeypatch.setattr(PinCache, "_load", stop_on_second)
     with pytest.raises(KeyboardInterrupt):

@@ -176,9 +176,7 @@ def read_csv_batches(path: Path, head: Head, file: str, skip_lines: int,
             yield df.with_columns((pl.col("_row").cast(pl.Int64) + skip_lines + 2)
                                   .alias("_line")).drop("_row")
     except pl.exceptions.ComputeError as exc:
-        raise InputFormatError(file, None, f"not readable as CSV ({_first_line(exc)})",
-                               "check that the file is a complete UTF-8 or UTF-16 CSV "
-                               "export") from None
+        raise _not_csv(file, exc) from None
 
 
 _AVERAGE_RECORD_BYTES = 300
@@ -244,11 +242,14 @@ def _csv_text_frame(text: str, names: list[str], file: str) -> pl.DataFrame:
                          new_columns=[f"column_{i}" for i in range(len(names))],
                          infer_schema=False, truncate_ragged_lines=True, raise_if_empty=False)
     except pl.exceptions.ComputeError as exc:
-        raise InputFormatError(file, None, f"not readable as CSV ({_first_line(exc)})",
-                               "check that the file is a complete UTF-8 or UTF-16 CSV "
-                               "export") from None
+        raise _not_csv(file, exc) from None
     df = df.select(df.columns[:len(names)])
     return _rename(df.rename(dict(zip(df.columns, names))))
+
+
+def _not_csv(file: str, exc: Exception) -> InputFormatError:
+    return InputFormatError(file, None, f"not readable as CSV ({_first_line(exc)})",
+                            "check that the file is a complete UTF-8 or UTF-16 CSV export")
 
 
 def _comment_lines(head: Head) -> int:
