@@ -188,7 +188,12 @@ def write_inbox(inbox: Path, spec: Spec) -> list[tuple[Path, int]]:
         os.utime(path, (stamp, stamp))  # snapshots are "taken" at the end of the window
         written.append((path, n))
 
-    created = _at(spec.end - timedelta(days=700), 9)
+    # one creation time whatever the end day, as real Get-AcceptedDomain snapshots keep it:
+    # a daily snapshot of unchanged domains is then the same file, night after night
+    created_day = Spec.end - timedelta(days=700)
+    if created_day > days[0] - timedelta(days=30):
+        created_day = days[0] - timedelta(days=700)
+    created = _at(created_day, 9)
 
     def write_domains(t: Tenant, d: Path) -> None:
         p = d / "accepted_domains.json"

@@ -11,7 +11,9 @@ history costs, not what the new data costs. So a DuckDB database inside the lake
   retention or fell out of the lookback;
 - the accepted-domain snapshots, kept the same way;
 - the judged outbound rows (queries/views/outbound_mail.sql, run on the cached rows), judged
-  again only for new files and for tenants whose accepted domains changed.
+  again only for new files and for tenants whose accepted domains changed;
+- their hourly volumes (queries/views/outbound_volumes.sql), made with each judgement, so
+  baselines read hours, not every row of the lookback.
 
 Each refresh is one transaction. The cache is derived data: it is rebuilt from the lake when
 missing, damaged or written by another version, and deleting `.cache/` costs one slower run.
@@ -31,7 +33,7 @@ import duckdb
 from pipeline import schema, sql
 
 NAME = "rwcache"
-FORMAT = "3"
+FORMAT = "4"
 
 
 class PinCache:
@@ -56,7 +58,8 @@ class PinCache:
 
     def _version(self, pinned_sql: str) -> str:
         parts = [FORMAT, duckdb.__version__, pinned_sql,
-                 (sql.QUERIES / "views" / "outbound_mail.sql").read_text(encoding="utf-8"),
+                 *((sql.QUERIES / "views" / f"{view}.sql").read_text(encoding="utf-8")
+                   for view in ("outbound_mail", "outbound_volumes")),
                  *(f"{c.name}:{c.dtype}" for t in (schema.MESSAGES, schema.ACCEPTED_DOMAINS)
                    for c in t.columns)]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
@@ -79,11 +82,14 @@ class PinCache:
         con.execute(f"CREATE TABLE {NAME}.ad_state (tenant VARCHAR, h UBIGINT)")
         con.execute(f"CREATE TABLE {NAME}.rejudge (tenant VARCHAR)")
         con.execute(f"CREATE TABLE {NAME}.messages AS SELECT {pinned_sql}, "
-                    "CAST(NULL AS VARCHAR) AS file FROM main.messages LIMIT 0")
+                    f"CAST(NULL AS VARCHAR) AS file FROM {sql.BASE}.messages LIMIT 0")
         con.execute(f"CREATE TABLE {NAME}.accepted_domains AS SELECT *, "
-                    "CAST(NULL AS VARCHAR) AS file FROM main.accepted_domains LIMIT 0")
+                    f"CAST(NULL AS VARCHAR) AS file FROM {sql.BASE}.accepted_domains LIMIT 0")
         self._point_views(con, None)
-        con.execute(f"CREATE TABLE {NAME}.outbound AS SELECT * FROM main.outbound_mail LIMIT 0")
+        con.execute(f"CREATE TABLE {NAME}.outbound AS SELECT * "
+                    f"FROM {sql.BASE}.outbound_mail LIMIT 0")
+        con.execute(f"CREATE TABLE {NAME}.volumes AS SELECT * "
+                    f"FROM {sql.BASE}.outbound_volumes LIMIT 0")
         con.execute(f"INSERT INTO {NAME}.meta VALUES ('version', $v)", {"v": version})
 
     # ------------------------------------------------------------ refreshing
@@ -126,6 +132,10 @@ class PinCache:
         new = sorted(f for f, ident in current.items() if cached.get(f) != ident)
         if gone:
             with _transaction(con, nested=kind != "messages"):
+                if kind == "messages":  # volumes are per partition, a file per tenant and day
+                    con.execute(f"DELETE FROM {NAME}.volumes WHERE (tenant, date) IN (SELECT "
+                                f"DISTINCT tenant, date FROM {NAME}.messages WHERE file IN "
+                                "(SELECT unnest($g)))", {"g": gone})
                 for table in ("messages", "outbound") if kind == "messages" else (kind,):
                     con.execute(f"DELETE FROM {NAME}.{table} WHERE file IN "
                                 "(SELECT unnest($g))", {"g": gone})
@@ -182,27 +192,38 @@ class PinCache:
             con.execute(f"INSERT INTO {NAME}.todo_files SELECT unnest($f)", {"f": list(files)})
         if tenants:
             con.execute(f"INSERT INTO {NAME}.todo_tenants SELECT unnest($t)", {"t": list(tenants)})
-            con.execute(f"DELETE FROM {NAME}.outbound WHERE tenant IN (SELECT unnest($t))",
-                        {"t": list(tenants)})
+            for table in ("outbound", "volumes"):
+                con.execute(f"DELETE FROM {NAME}.{table} WHERE tenant IN (SELECT unnest($t))",
+                            {"t": list(tenants)})
             con.execute(f"DELETE FROM {NAME}.rejudge WHERE tenant IN (SELECT unnest($t))",
                         {"t": list(tenants)})
-        con.execute(f"INSERT INTO {NAME}.outbound SELECT * FROM main.outbound_mail")
+        con.execute(f"INSERT INTO {NAME}.outbound SELECT * FROM {sql.BASE}.outbound_mail")
+        # the volumes of what was just judged (outbound_volumes reads outbound_mail)
+        con.execute("CREATE OR REPLACE TEMP VIEW outbound_mail AS SELECT * EXCLUDE (file) FROM "
+                    f"{NAME}.outbound WHERE {_TODO}")
+        con.execute(f"INSERT INTO {NAME}.volumes SELECT * FROM {sql.BASE}.outbound_volumes")
 
     def _point_views(self, con: duckdb.DuckDBPyConnection, since: date | None) -> None:
         """Let `messages`, `accepted_domains` and `outbound_mail` read the cache: the
         lookback from `since`, or (None) the message rows still to judge."""
         if since is None:
             con.execute(f"CREATE OR REPLACE TEMP VIEW messages AS SELECT * FROM {NAME}.messages "
-                        f"WHERE file IN (SELECT file FROM {NAME}.todo_files) OR tenant IN "
-                        f"(SELECT tenant FROM {NAME}.todo_tenants)")
+                        f"WHERE {_TODO}")
         else:
             where = f"WHERE date >= DATE '{since.isoformat()}'"
             con.execute("CREATE OR REPLACE TEMP VIEW messages AS SELECT * EXCLUDE (file) "
                         f"FROM {NAME}.messages {where}")
             con.execute("CREATE OR REPLACE TEMP VIEW outbound_mail AS SELECT * EXCLUDE "
                         f"(file) FROM {NAME}.outbound {where}")
+            con.execute("CREATE OR REPLACE TEMP VIEW outbound_volumes AS SELECT * "
+                        f"FROM {NAME}.volumes {where}")
         con.execute("CREATE OR REPLACE TEMP VIEW accepted_domains AS SELECT * EXCLUDE (file) "
                     f"FROM {NAME}.accepted_domains")
+
+
+# the rows a judgement works on: those of the files or tenants listed to judge
+_TODO = (f"file IN (SELECT file FROM {NAME}.todo_files) "
+         f"OR tenant IN (SELECT tenant FROM {NAME}.todo_tenants)")
 
 
 def _files(lake: Path, table: str, keep: Callable[[str], bool] | None = None

@@ -346,7 +346,28 @@ OUTBOUND_MAIL = Table(
     ),
 )
 
-VIEWS: dict[str, Table] = {OUTBOUND_MAIL.name: OUTBOUND_MAIL}
+OUTBOUND_VOLUMES = Table(
+    "outbound_volumes",
+    "view over `outbound_mail` (queries/views/outbound_volumes.sql)",
+    "Outbound volumes per tenant, hour, connector and sender: what volume baselines are "
+    "built from (detection keeps them per day in its cache). The table macro "
+    "`outbound_hours(since, until)` gives the same columns for any period, counting a partial "
+    "first or last hour from the rows.",
+    (
+        _c("tenant", pl.String, "Tenant slug."),
+        _c("date", pl.Date, "UTC day of the hour."),
+        _c("hour", UTC_TS, "The hour (UTC, truncated)."),
+        _c("connector", pl.String, "Connector the mail came through (NULL: none named)."),
+        _c("sender_address", pl.String, "Header sender address."),
+        _c("recipients", pl.Int64, "Outbound recipient rows."),
+        _c("messages", pl.Int64, "Distinct messages (network message id, else message id; "
+                                 "rows with neither count as one)."),
+        _c("spam_recipients", pl.Int64, "Recipient rows with a spam signal."),
+    ),
+)
+
+VIEWS: dict[str, Table] = {OUTBOUND_MAIL.name: OUTBOUND_MAIL,
+                           OUTBOUND_VOLUMES.name: OUTBOUND_VOLUMES}
 
 
 def _type_name(dtype: pl.DataType) -> str:

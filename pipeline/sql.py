@@ -64,16 +64,46 @@ CREATE OR REPLACE MACRO is_provisioned(t, dom, ts) AS (
         WHERE a.tenant = t
           AND (dom = a.domain_name OR (a.match_subdomains AND ends_with(dom, '.' || a.domain_name)))
           AND (a.when_created_utc IS NULL OR a.when_created_utc <= ts)));
+CREATE OR REPLACE MACRO lookback_start(as_of, window_days, baseline_days) AS
+    as_of::TIMESTAMPTZ - to_days((window_days + baseline_days)::INTEGER);
 CREATE OR REPLACE MACRO detection_bounds(as_of, window_days, baseline_days) AS TABLE
     SELECT as_of::TIMESTAMPTZ AS as_of,
            as_of::TIMESTAMPTZ - to_days(window_days::INTEGER) AS window_start,
-           as_of::TIMESTAMPTZ - to_days((window_days + baseline_days)::INTEGER) AS baseline_start;
+           lookback_start(as_of, window_days, baseline_days) AS baseline_start;
 CREATE OR REPLACE MACRO in_period(day, ts, since, until) AS
     day >= CAST(since::TIMESTAMPTZ AS DATE) AND day <= CAST(until::TIMESTAMPTZ AS DATE)
     AND ts >= since::TIMESTAMPTZ AND ts < until::TIMESTAMPTZ;
+CREATE OR REPLACE MACRO message_count(network_message_id, message_id) AS
+    count(DISTINCT coalesce(network_message_id, message_id))
+    + (count(*) FILTER (WHERE network_message_id IS NULL AND message_id IS NULL) > 0)::BIGINT;
 CREATE OR REPLACE MACRO is_spam(status, spam_verdict, ndr_code) AS
     status IN ('filtered_as_spam', 'quarantined') OR coalesce(spam_verdict, false)
     OR ndr_code IN ('5.7.750', '5.7.705', '5.7.711', '5.1.8', '5.7.708', '5.7.64');
+"""
+
+# macros over the derived views, made once those exist: outbound volumes for any period,
+# whole hours from outbound_volumes, a partial first or last hour counted from the rows
+# The lake's own views, by their full name: a session's temporary views of the same names
+# (pinned or cached rows) stand in for them, and "main.x" would find those first.
+BASE = "memory.main"
+
+VIEW_MACROS = r"""
+CREATE OR REPLACE MACRO outbound_hours(since, until) AS TABLE
+    SELECT tenant, hour, connector, sender_address, recipients, messages, spam_recipients
+    FROM outbound_volumes
+    WHERE date >= CAST(since::TIMESTAMPTZ AS DATE) AND date <= CAST(until::TIMESTAMPTZ AS DATE)
+      AND hour >= since::TIMESTAMPTZ AND hour + INTERVAL 1 HOUR <= until::TIMESTAMPTZ
+    UNION ALL
+    SELECT tenant, date_trunc('hour', received_utc) AS hour, connector, sender_address,
+           count(*), message_count(network_message_id, message_id),
+           count(*) FILTER (WHERE spam_signal)
+    FROM outbound_mail
+    WHERE date IN (CAST(since::TIMESTAMPTZ AS DATE), CAST(until::TIMESTAMPTZ AS DATE))
+      AND received_utc >= since::TIMESTAMPTZ AND received_utc < until::TIMESTAMPTZ
+      AND (received_utc < date_trunc('hour', since::TIMESTAMPTZ - INTERVAL 1 MICROSECOND)
+                          + INTERVAL 1 HOUR
+           OR received_utc >= date_trunc('hour', until::TIMESTAMPTZ))
+    GROUP BY ALL;
 """
 
 
@@ -156,6 +186,7 @@ def create_views(con: duckdb.DuckDBPyConnection, lake: Path, root: str,
         return
     for path in sorted((queries_dir / "views").glob("*.sql")):
         con.execute(f'CREATE VIEW "{path.stem}" AS {path.read_text(encoding="utf-8")}')
+    con.execute(VIEW_MACROS)
 
 
 @dataclass(frozen=True)
@@ -312,13 +343,15 @@ class Session:
             if self._cache is not None and columns == PINNED_COLUMNS:
                 self._pinned = (since, self._cache.refresh(self.con, since, cols))
                 return self._pinned[1]
-            self._pin("messages", f"SELECT {cols} FROM main.messages WHERE date >= $since",
+            self._pin("messages", f"SELECT {cols} FROM {BASE}.messages WHERE date >= $since",
                       {"since": since})
             # every outbound row asks whether its domains were accepted: keep the (small)
             # accepted-domain snapshots in memory too, not in hundreds of files ...
-            self._pin("accepted_domains", "SELECT * FROM main.accepted_domains")
+            self._pin("accepted_domains", f"SELECT * FROM {BASE}.accepted_domains")
             # ... and judge each outbound row's domains once, not once per query
-            self._pin("outbound_mail", "SELECT * FROM main.outbound_mail")
+            self._pin("outbound_mail", f"SELECT * FROM {BASE}.outbound_mail")
+            # ... and count its hourly volumes once, for every baseline
+            self._pin("outbound_volumes", f"SELECT * FROM {BASE}.outbound_volumes")
             count = self.con.sql("SELECT count(*) FROM _pinned_messages").fetchall()[0][0]
         except duckdb.Error as exc:
             raise LakeError(f"{self.lake}: cannot read the messages ({exc})") from None

@@ -5,10 +5,9 @@
 WITH b AS (SELECT $since::TIMESTAMPTZ AS since,
                   $since::TIMESTAMPTZ - to_days($baseline_days::INTEGER) AS base_start),
 hours AS (
-    SELECT o.tenant, date_trunc('hour', o.received_utc) AS hour, count(*) AS recipients
-    FROM outbound_mail AS o, b
-    WHERE in_period(o.date, o.received_utc, b.base_start, b.since)
-      AND ($tenant::VARCHAR IS NULL OR o.tenant = $tenant::VARCHAR)
+    SELECT tenant, hour, sum(recipients) AS recipients
+    FROM outbound_hours($since::TIMESTAMPTZ - to_days($baseline_days::INTEGER), $since)
+    WHERE $tenant::VARCHAR IS NULL OR tenant = $tenant::VARCHAR
     GROUP BY ALL
 ),
 history AS (

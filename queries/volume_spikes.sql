@@ -9,21 +9,13 @@
 -- and spike_ratio x median. over_mailbox_limit marks a sender-day above the 10,000
 -- recipients/day mailbox limit. tenant = NULL means every tenant.
 WITH b AS (SELECT * FROM detection_bounds($as_of, $window_days, $baseline_days)),
-rows AS (
-    SELECT o.tenant, date_trunc('hour', o.received_utc) AS hour, o.connector, o.sender_address,
-           o.spam_signal, coalesce(o.network_message_id, o.message_id) AS msg
-    FROM outbound_mail AS o, b
-    WHERE in_period(o.date, o.received_utc, b.baseline_start, b.as_of)
-      AND ($tenant::VARCHAR IS NULL OR o.tenant = $tenant::VARCHAR)
+hours AS (  -- recipients, messages and spam per tenant, hour, connector and sender
+    SELECT *
+    FROM outbound_hours(lookback_start($as_of, $window_days, $baseline_days), $as_of)
+    WHERE $tenant::VARCHAR IS NULL OR tenant = $tenant::VARCHAR
 ),
-starts AS (SELECT tenant, min(hour) AS first_hour FROM rows GROUP BY tenant),
-per_message AS (  -- a message's recipients share its hour, sender and connector
-    SELECT tenant, hour, connector, sender_address, msg, count(*) AS recipients,
-           count(*) FILTER (WHERE spam_signal) AS spam_recipients
-    FROM rows
-    GROUP BY ALL
-),
-hourly AS (
+starts AS (SELECT tenant, min(hour) AS first_hour FROM hours GROUP BY tenant),
+window_hourly AS (  -- the window's hours per tenant, connector and sender
     SELECT tenant,
            CASE WHEN grouping(connector) = 0 THEN 'connector'
                 WHEN grouping(sender_address) = 0 THEN 'sender' ELSE 'tenant' END AS scope,
@@ -31,26 +23,47 @@ hourly AS (
                 WHEN grouping(sender_address) = 0 THEN sender_address ELSE tenant END AS key,
            hour,
            sum(recipients)::BIGINT AS recipients,
-           count(*) AS messages,
+           sum(messages)::BIGINT AS messages,
            sum(spam_recipients)::BIGINT AS spam_recipients
-    FROM per_message
+    FROM hours, b
+    WHERE hours.hour >= b.window_start
     GROUP BY GROUPING SETS ((tenant, hour), (tenant, connector, hour), (tenant, sender_address, hour))
 ),
-buckets AS (
+candidates AS (  -- window hours and days busy enough to be judged
     SELECT tenant, scope, key, 'hour' AS grain, hour AS bucket, recipients, messages, spam_recipients
-    FROM hourly WHERE key IS NOT NULL
+    FROM window_hourly
+    WHERE key IS NOT NULL AND recipients >= $spike_min_hour::BIGINT
     UNION ALL
     SELECT tenant, scope, key, 'day', date_trunc('day', hour), sum(recipients)::BIGINT,
            sum(messages)::BIGINT, sum(spam_recipients)::BIGINT
-    FROM hourly WHERE key IS NOT NULL
-    GROUP BY tenant, scope, key, date_trunc('day', hour)
+    FROM window_hourly, b
+    WHERE key IS NOT NULL
+    GROUP BY tenant, scope, key, date_trunc('day', hour), b.window_start
+    HAVING date_trunc('day', hour) >= b.window_start
+       AND sum(recipients) >= $spike_min_day::BIGINT
 ),
-candidates AS (
-    SELECT c.*
-    FROM buckets AS c, b
-    WHERE c.bucket >= b.window_start
-      AND c.recipients >= CASE c.grain WHEN 'hour' THEN $spike_min_hour::BIGINT
-                                       ELSE $spike_min_day::BIGINT END
+keys AS (SELECT DISTINCT tenant, scope, key FROM candidates),
+history AS (  -- every hour of the candidates' tenants, connectors and senders
+    SELECT h.tenant, 'tenant' AS scope, h.tenant AS key, h.hour, sum(h.recipients) AS recipients
+    FROM hours AS h SEMI JOIN keys AS k ON k.tenant = h.tenant AND k.scope = 'tenant'
+    GROUP BY ALL
+    UNION ALL
+    SELECT h.tenant, 'connector', h.connector, h.hour, sum(h.recipients)
+    FROM hours AS h SEMI JOIN keys AS k
+      ON k.tenant = h.tenant AND k.scope = 'connector' AND k.key = h.connector
+    GROUP BY ALL
+    UNION ALL
+    SELECT h.tenant, 'sender', h.sender_address, h.hour, sum(h.recipients)
+    FROM hours AS h SEMI JOIN keys AS k
+      ON k.tenant = h.tenant AND k.scope = 'sender' AND k.key = h.sender_address
+    GROUP BY ALL
+),
+buckets AS (
+    SELECT tenant, scope, key, 'hour' AS grain, hour AS bucket, recipients FROM history
+    UNION ALL
+    SELECT tenant, scope, key, 'day', date_trunc('day', hour), sum(recipients)::BIGINT
+    FROM history
+    GROUP BY tenant, scope, key, date_trunc('day', hour)
 ),
 history_start AS (  -- the first hour or day of history a candidate is compared with
     SELECT c.*, date_trunc(c.grain, greatest(b.baseline_start, s.first_hour)) AS first_past

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -26,6 +27,29 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path) -> None:
                                                        extra_per_day=5, seed=8))
     assert digest(tmp_path / "a") == digest(tmp_path / "b")
     assert digest(tmp_path / "a") != digest(tmp_path / "c")
+
+
+def test_unchanged_accepted_domains_are_the_same_file_every_night(tmp_path: Path) -> None:
+    """A night's snapshot of unchanged domains repeats the last one byte for byte (as real
+    Get-AcceptedDomain output does), so the lake keeps one snapshot, not one per night."""
+    days = [generate.Spec.end - timedelta(days=n) for n in (0, 1, 30)]
+    for n, end in enumerate(days):
+        generate.write_inbox(tmp_path / str(n), generate.Spec(
+            end=end, days=1, per_day=5, extra_tenants=2, extra_per_day=5, seed=n + 1))
+    tenants = ("t000", "t001", "fabrikam")
+    snaps = {(n, t): (tmp_path / str(n) / t / "accepted_domains.json").read_bytes()
+             for n in range(len(days)) for t in tenants}
+    for t in tenants:
+        assert snaps[0, t] == snaps[1, t] == snaps[2, t]
+    assert b"tenant000.example" in snaps[0, "t000"] and snaps[0, "t000"] != snaps[0, "t001"]
+    # data long before the default end still has domains created before it
+    early = generate.Spec(end=date(2023, 3, 1), days=3, per_day=5, extra_tenants=1)
+    generate.write_inbox(tmp_path / "early", early)
+    ingested = ingest([tmp_path / "early"], Settings(lake=tmp_path / "lake"))
+    assert ingested.count("rejected") == 0
+    created = pl.read_parquet(tmp_path / "lake" / "accepted_domains" / "tenant=t000" /
+                              "*.parquet")["when_created_utc"]
+    assert created.max().date() < date(2023, 2, 1)
 
 
 def test_committed_sample_is_the_generator_output(tmp_path: Path) -> None:

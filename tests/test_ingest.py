@@ -347,3 +347,33 @@ def test_a_day_bigger_than_the_buffer_is_staged_then_written_once(
     assert not any((tmp_path / "parts" / ".staging").iterdir())
     rows = pl.read_parquet(tmp_path / "parts" / "messages" / "tenant=bigco")
     assert rows.select("network_message_id", "recipient_address").is_duplicated().sum() == 0
+
+
+def test_accepted_domains_already_in_the_lake_decide_direction(build, tmp_path: Path) -> None:
+    """Every snapshot a tenant has in the lake counts (subdomains honoured), each tenant only
+    its own, whatever its name looks like."""
+    from pipeline import exports
+    from tests.conftest import at
+
+    build.domains("007", "a.example", created=at(1))
+    build.domains("007", "b.example.org", created=at(2), subdomains=("b.example.org",))
+    build.domains("acme", "acme.example")
+    rows = [("ext@out.example", "x@a.example"), ("x@a.example", "y@mail.b.example.org"),
+            ("x@a.example", "z@acme.example"), ("x@a.example", "w@out.example")]
+    for tenant in ("007", "acme"):
+        exports.message_trace_csv(
+            tmp_path / "inbox" / tenant / "trace.csv",
+            [{"received_utc": at(20, 9, i), "sender_address": s, "recipient_address": r,
+              "status": "delivered", "network_message_id": f"{tenant}-{i}"}
+             for i, (s, r) in enumerate(rows)], f"{tenant}x.onmicrosoft.com", "ps7", "iso")
+    ingest([tmp_path / "inbox"], Settings(lake=build.root))
+    got = duckdb.sql(
+        f"SELECT tenant, recipient_address, direction FROM read_parquet("
+        f"'{build.root}/messages/*/*/*.parquet', hive_partitioning = true, "
+        f"hive_types = {{'tenant': VARCHAR}}) ORDER BY ALL").fetchall()
+    assert got == [
+        ("007", "w@out.example", "outbound"), ("007", "x@a.example", "inbound"),
+        ("007", "y@mail.b.example.org", "internal"), ("007", "z@acme.example", "outbound"),
+        ("acme", "w@out.example", "outbound"), ("acme", "x@a.example", "outbound"),
+        ("acme", "y@mail.b.example.org", "outbound"), ("acme", "z@acme.example", "inbound"),
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import datetime, timedelta
 
 import polars as pl
 import pytest
@@ -111,6 +112,39 @@ def test_volume_spikes(build: LakeBuilder) -> None:
     sat = got.filter((pl.col("tenant") == "w") & (pl.col("scope") == "tenant")
                      & (pl.col("grain") == "hour")).row(0, named=True)
     assert (sat["baseline_n"], sat["baseline_median"]) == (4, 0)  # 11-07, 08, 14, 15
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_hour_volumes_count_only_the_period_of_a_partial_hour(build: LakeBuilder,
+                                                                cache: bool) -> None:
+    """outbound_hours: whole hours from the hourly volumes (detect's cache keeps them), a
+    first or last hour cut by the period counted from the rows; volume_spikes with an as-of
+    inside an hour counts only what came before it."""
+    from datetime import date
+
+    for minute, n in ((50, 2), (70, 3), (100, 4), (180, 1), (260, 5), (290, 6)):
+        build.send("h", at(10, 9, 0) + timedelta(minutes=minute), "a@h.com", n)
+    _steady(build, "p", weekday=5, weekend=5)
+    build.send("p", at(27, 10, 5), "b@p.com", 40)
+    build.send("p", at(27, 10, 40), "b@p.com", 40)      # after the as-of below
+    with sql.Session(build.root, cache=cache) as session:
+        session.pin_messages(date(2026, 10, 1), sql.PINNED_COLUMNS)
+
+        def hours(since: datetime, until: datetime) -> dict[int, tuple[int, int]]:
+            got = session.frame("SELECT hour, sum(recipients) AS r, sum(messages) AS m FROM "
+                                "outbound_hours($s, $u) WHERE tenant = 'h' GROUP BY ALL",
+                                {"s": since, "u": until})
+            return {r["hour"].hour: (r["r"], r["m"]) for r in got.iter_rows(named=True)}
+
+        assert hours(at(10, 10, 30), at(10, 13, 30)) == {10: (4, 1), 12: (1, 1), 13: (5, 1)}
+        assert hours(at(10, 10), at(10, 14)) == {10: (7, 2), 12: (1, 1), 13: (11, 2)}
+        assert hours(at(10, 10, 15), at(10, 10, 45)) == {10: (4, 1)}
+        spikes = session.run("volume_spikes", {**PARAMS, "as_of": at(27, 10, 30),
+                                               "spike_min_hour": 30, "spike_min_day": 1000})
+    got = {(r["scope"], r["grain"]): (r["bucket"].hour, r["recipients"], r["messages"])
+           for r in spikes.iter_rows(named=True)}
+    # 11-27 10:00-10:30: the steady 5 at 10:00 and the 40 at 10:05, not the 40 at 10:40
+    assert got == {("tenant", "hour"): (10, 45, 2), ("sender", "hour"): (10, 40, 1)}
 
 
 def _connectors(build: LakeBuilder) -> None:
