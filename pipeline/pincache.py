@@ -33,7 +33,7 @@ import duckdb
 from pipeline import schema, sql
 
 NAME = "rwcache"
-FORMAT = "4"
+FORMAT = "5"
 
 
 class PinCache:
@@ -77,8 +77,6 @@ class PinCache:
         con.execute(f"CREATE TABLE {NAME}.meta (key VARCHAR, value VARCHAR)")
         con.execute(f"CREATE TABLE {NAME}.files (file VARCHAR, kind VARCHAR, size BIGINT, "
                     "mtime_ns BIGINT)")
-        con.execute(f"CREATE TABLE {NAME}.todo_files (file VARCHAR)")
-        con.execute(f"CREATE TABLE {NAME}.todo_tenants (tenant VARCHAR)")
         con.execute(f"CREATE TABLE {NAME}.ad_state (tenant VARCHAR, h UBIGINT)")
         con.execute(f"CREATE TABLE {NAME}.rejudge (tenant VARCHAR)")
         con.execute(f"CREATE TABLE {NAME}.messages AS SELECT {pinned_sql}, "
@@ -112,13 +110,15 @@ class PinCache:
             self._mark_changed_tenants(con)
         new = self._sync(con, "messages", messages)
         for batch in _batches(new, messages):
-            with _transaction(con):
-                self._load(con, "messages", batch, messages, pinned_sql)
-                self._judge(con, files=batch)
+            with _transaction(con):  # a batch is judged before it joins the cached rows
+                con.execute(f"DELETE FROM {TODO}")
+                self._load(con, "messages", batch, messages, pinned_sql, into=TODO)
+                self._judge(con)
+                con.execute(f"INSERT INTO {NAME}.messages SELECT * FROM {TODO}")
         while tenants := [t for (t,) in con.execute(
                 f"SELECT tenant FROM {NAME}.rejudge ORDER BY tenant LIMIT 20").fetchall()]:
             with _transaction(con):
-                self._judge(con, tenants=tenants)
+                self._judge(con, tenants)
         self._point_views(con, since)
         return con.execute("SELECT count(*) FROM messages").fetchall()[0][0]
 
@@ -144,8 +144,10 @@ class PinCache:
         return new
 
     def _load(self, con: duckdb.DuckDBPyConnection, kind: str, files: list[str],
-              current: dict[str, tuple[int, int]], columns: str = "*") -> None:
-        """Load these files' rows (`columns` of the table's, then the file name)."""
+              current: dict[str, tuple[int, int]], columns: str = "*",
+              into: str = "") -> None:
+        """Load these files' rows (`columns` of the table's, then the file name) into the
+        cached table, or `into` another table of its shape."""
         if not files:
             return
         root = str(self.lake)
@@ -153,7 +155,7 @@ class PinCache:
         source = sql.source(table, root, [str(self.lake / f) for f in files])
         present = sql.present_columns(con, source)
         select = "*" if columns == "*" else f"{columns}, file"
-        con.execute(f"INSERT INTO {NAME}.{kind} SELECT {select} FROM (SELECT "
+        con.execute(f"INSERT INTO {into or NAME + '.' + kind} SELECT {select} FROM (SELECT "
                     f"{sql.columns_sql(table, present)}, {_relative('filename', root)} AS file "
                     f"FROM {source})")
         self._remember(con, kind, files, current)
@@ -183,32 +185,31 @@ class PinCache:
         con.execute(f"DELETE FROM {NAME}.ad_state")
         con.execute(f"INSERT INTO {NAME}.ad_state {state}")
 
-    def _judge(self, con: duckdb.DuckDBPyConnection, files: Sequence[str] = (),
-               tenants: Sequence[str] = ()) -> None:
-        """Judge the outbound rows of these files, or all rows of these tenants."""
-        con.execute(f"DELETE FROM {NAME}.todo_files")
-        con.execute(f"DELETE FROM {NAME}.todo_tenants")
-        if files:
-            con.execute(f"INSERT INTO {NAME}.todo_files SELECT unnest($f)", {"f": list(files)})
+    def _judge(self, con: duckdb.DuckDBPyConnection, tenants: Sequence[str] = ()) -> None:
+        """Judge the outbound rows of the batch in TODO, or (tenants) all cached rows of
+        these tenants again, and count their hourly volumes."""
         if tenants:
-            con.execute(f"INSERT INTO {NAME}.todo_tenants SELECT unnest($t)", {"t": list(tenants)})
-            for table in ("outbound", "volumes"):
+            con.execute(f"DELETE FROM {TODO}")
+            con.execute(f"INSERT INTO {TODO} SELECT * FROM {NAME}.messages "
+                        "WHERE tenant IN (SELECT unnest($t))", {"t": list(tenants)})
+            for table in ("outbound", "volumes", "rejudge"):
                 con.execute(f"DELETE FROM {NAME}.{table} WHERE tenant IN (SELECT unnest($t))",
                             {"t": list(tenants)})
-            con.execute(f"DELETE FROM {NAME}.rejudge WHERE tenant IN (SELECT unnest($t))",
-                        {"t": list(tenants)})
-        con.execute(f"INSERT INTO {NAME}.outbound SELECT * FROM {sql.BASE}.outbound_mail")
-        # the volumes of what was just judged (outbound_volumes reads outbound_mail)
-        con.execute("CREATE OR REPLACE TEMP VIEW outbound_mail AS SELECT * EXCLUDE (file) FROM "
-                    f"{NAME}.outbound WHERE {_TODO}")
+        # `messages` reads TODO (see _point_views); outbound_volumes reads outbound_mail
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {JUDGED} AS "
+                    f"SELECT * FROM {sql.BASE}.outbound_mail")
+        con.execute(f"INSERT INTO {NAME}.outbound SELECT * FROM {JUDGED}")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW outbound_mail AS SELECT * EXCLUDE (file) "
+                    f"FROM {JUDGED}")
         con.execute(f"INSERT INTO {NAME}.volumes SELECT * FROM {sql.BASE}.outbound_volumes")
 
     def _point_views(self, con: duckdb.DuckDBPyConnection, since: date | None) -> None:
         """Let `messages`, `accepted_domains` and `outbound_mail` read the cache: the
-        lookback from `since`, or (None) the message rows still to judge."""
+        lookback from `since`, or (None) the rows to judge, staged in TODO."""
         if since is None:
-            con.execute(f"CREATE OR REPLACE TEMP VIEW messages AS SELECT * FROM {NAME}.messages "
-                        f"WHERE {_TODO}")
+            con.execute(f"CREATE TEMP TABLE IF NOT EXISTS {TODO} AS "
+                        f"SELECT * FROM {NAME}.messages LIMIT 0")
+            con.execute(f"CREATE OR REPLACE TEMP VIEW messages AS SELECT * FROM {TODO}")
         else:
             where = f"WHERE date >= DATE '{since.isoformat()}'"
             con.execute("CREATE OR REPLACE TEMP VIEW messages AS SELECT * EXCLUDE (file) "
@@ -221,9 +222,9 @@ class PinCache:
                     f"FROM {NAME}.accepted_domains")
 
 
-# the rows a judgement works on: those of the files or tenants listed to judge
-_TODO = (f"file IN (SELECT file FROM {NAME}.todo_files) "
-         f"OR tenant IN (SELECT tenant FROM {NAME}.todo_tenants)")
+# this session's rows to judge (a batch of new files, or the rows of tenants to judge
+# again) and their judged outbound rows: temporary, in memory or spilled
+TODO, JUDGED = "temp.main._todo", "temp.main._judged"
 
 
 def _files(lake: Path, table: str, keep: Callable[[str], bool] | None = None

@@ -377,3 +377,26 @@ def test_accepted_domains_already_in_the_lake_decide_direction(build, tmp_path: 
         ("acme", "w@out.example", "outbound"), ("acme", "x@a.example", "outbound"),
         ("acme", "y@mail.b.example.org", "outbound"), ("acme", "z@acme.example", "inbound"),
     ]
+
+
+def test_discovery_lists_files_by_folder_and_names_what_it_cannot_take(tmp_path: Path) -> None:
+    from pipeline.ingest import discover
+
+    inbox = tmp_path / "inbox"
+    t = inbox / "acme"
+    (t / "b" / "deep").mkdir(parents=True)
+    (t / ".hidden").mkdir()
+    for f in ("z.csv", "a.csv", "b/x.csv", "b/deep/y.csv", ".DS_Store", ".hidden/h.csv"):
+        (t / f).write_text("x")
+    (t / "inside.csv").symlink_to(t / "a.csv")
+    (t / "linked").symlink_to(t / "b", target_is_directory=True)
+    os.mkfifo(t / "pipe")
+    got = [(f.display, f.problem) for f in discover([inbox], None)]
+    assert got == [
+        ("acme/linked", "a symlinked folder; copy the files into the inbox instead"),
+        ("acme/a.csv", None), ("acme/inside.csv", None),
+        ("acme/pipe", "not a regular file"), ("acme/z.csv", None),
+        ("acme/b/x.csv", None), ("acme/b/deep/y.csv", None),
+    ]
+    assert [f.tenant for f in discover([t], "other")][1:3] == ["other", "other"]
+    assert [f.display for f in discover([t], "other")][-1] == "other/b/deep/y.csv"

@@ -112,12 +112,12 @@ def test_batches_a_moved_lake_and_a_run_stopped_half_way(
     real_load = PinCache._load
     calls = []
 
-    def stop_on_second(self: PinCache, con: Any, kind: str, *args: Any) -> None:
+    def stop_on_second(self: PinCache, con: Any, kind: str, *args: Any, **kw: Any) -> None:
         if kind == "messages":
             calls.append(1)
             if len(calls) == 2:
                 raise KeyboardInterrupt
-        real_load(self, con, kind, *args)
+        real_load(self, con, kind, *args, **kw)
 
     monkeypatch.setattr(PinCache, "_load", stop_on_second)
     with pytest.raises(KeyboardInterrupt):
