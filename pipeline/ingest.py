@@ -64,6 +64,7 @@ class FileResult:
     first_event: datetime | None = None
     last_event: datetime | None = None
     mtime_ns: int | None = None
+    duplicate: bool = False  # skipped: the same bytes as a file ingested under another name
     hashing: Future[tuple[str, int]] | None = field(default=None, repr=False, compare=False)
 
     def resolve_sha(self) -> str:
@@ -261,7 +262,7 @@ class Ingestor:
                     self._reject(item, res, f"cannot read the file ({exc.strerror})")
                     continue
             if res.sha256 and self._came_before(item, res):
-                self._skip(res)
+                self._skip(res, duplicate=not cached)
                 continue
             try:
                 sniffed = formats.sniff(item.path, item.display, self.settings.headerless_msgtrk)
@@ -393,8 +394,11 @@ class Ingestor:
         for future in writing:
             future.result()
 
-    def _skip(self, res: FileResult) -> None:
-        res.status = "skipped"
+    def _skip(self, res: FileResult, duplicate: bool = True) -> None:
+        """Nothing to do: the same bytes were ingested before. A file seen for the first
+        time (a copy under another name) is recorded as a duplicate, so later runs know its
+        path, size and time and do not read it again."""
+        res.status, res.duplicate = "skipped", duplicate
         self._finish(res)
         self.progress(res.size)
 
@@ -415,7 +419,7 @@ class Ingestor:
 
     def _finish(self, res: FileResult) -> None:
         self.report.files.append(res)
-        if res.status != "skipped":
+        if res.status != "skipped" or res.duplicate:
             self._unrecorded.append(res)
 
     @staticmethod
@@ -424,7 +428,8 @@ class Ingestor:
         return pl.DataFrame([{
             "tenant": r.tenant, "source_sha256": r.sha256 or f"unread:{r.display}",
             "source_file": r.display,
-            "size_bytes": r.size, "source_format": r.format, "status": r.status,
+            "size_bytes": r.size, "source_format": r.format,
+            "status": "duplicate" if r.duplicate else r.status,
             "rows": r.rows, "rejected_rows": r.rejected_rows, "reason": r.reason or None,
             "first_event_utc": r.first_event, "last_event_utc": r.last_event,
             "ingested_utc": now, "seconds": r.seconds, "file_mtime_ns": r.mtime_ns,

@@ -241,7 +241,7 @@ class Lake:
 
     def known_files(self) -> dict[tuple[str, str, int, int], str]:
         """(tenant, file, size, mtime_ns) → sha256 of files ingested before."""
-        m = self.manifest().filter((pl.col("status") == "ingested")
+        m = self.manifest().filter(pl.col("status").is_in(["ingested", "duplicate"])
                                    & pl.col("file_mtime_ns").is_not_null())
         return {(t, f, s, ns): sha for t, f, s, ns, sha in m.select(
             "tenant", "source_file", "size_bytes", "file_mtime_ns", "source_sha256").iter_rows()}

@@ -82,6 +82,19 @@ def test_the_same_bytes_under_another_name_are_skipped_before_any_write(
     assert report.files[0].sha256 == hashlib.sha256(trace.read_bytes()).hexdigest()
     assert sniffed == (["copy.csv"] if big else [])
     assert tree_bytes(tmp_path / "lake" / "messages") == before
+    # recorded as a duplicate: the next run knows the copy by path, size and time
+    from pipeline import ingest as ingest_mod
+
+    manifest = Lake(s.lake).manifest()
+    dup = manifest.filter(pl.col("status") == "duplicate")
+    assert dup.select("source_file", "rows").rows() == [(f"{trace.parent.name}/copy.csv", 0)]
+    hashed: list[str] = []
+    real_hash = ingest_mod.file_sha256
+    monkeypatch.setattr(ingest_mod, "file_sha256",
+                        lambda p: hashed.append(p.name) or real_hash(p))
+    again = ingest([copy], s, tenant=trace.parent.name)
+    assert [f.status for f in again.files] == ["skipped"] and hashed == []
+    assert Lake(s.lake).manifest().height == manifest.height
 
 
 def test_rows_seen_in_two_exports_are_merged(tmp_path: Path) -> None:
