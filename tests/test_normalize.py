@@ -94,3 +94,30 @@ def test_normalising_per_distinct_value_equals_normalising_every_row(
     }
     # repeated values take the distinct path (the property holds on either path)
     assert nz.with_distinct(df, **exprs).equals(df.with_columns(**exprs))
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(times, st.integers(0, 9), st.sampled_from(
+    ["Z", "", "+02:00", " Z", "z", "ZZ", ".Z", "Zx"]), st.booleans()), min_size=1, max_size=30))
+def test_iso_fast_path_equals_the_full_timestamp_parser(values: list) -> None:
+    """The fixed-width fast path of ingest reads exactly what the full parser reads."""
+    import polars as pl
+
+    from pipeline.formats.common import parse_time_column
+
+    texts = []
+    for t, digits, tail, pad in values:
+        frac = f"{t.microsecond:06d}987"[:digits]
+        texts.append((" " if pad else "") + t.strftime("%Y-%m-%dT%H:%M:%S")
+                     + (f".{frac}" if digits else "") + tail)
+    raw = pl.Series("t", texts + [None, "", "2026-13-01T00:00:00Z", "2026-1-5T01:02:03Z"])
+    full = pl.select(nz.timestamp(pl.lit(raw.str.strip_chars(" \t\r\n\x00\"")), "mdy")
+                     ).to_series()
+    assert parse_time_column(raw, "mdy").to_list() == full.to_list()
+    # and the common form is the one read without the full parser
+    expect = [t.replace(microsecond=int(f"{t.microsecond:06d}"[:d].ljust(6, "0")) if d else 0)
+              for t, d, tail, pad in values if tail == "Z" and not pad]
+    from pipeline.formats.common import iso_utc
+
+    fast = iso_utc(pl.Series(texts)).drop_nulls().to_list()
+    assert fast == expect

@@ -87,29 +87,46 @@ def reject_rows(df: pl.DataFrame, checks: list[tuple[pl.Expr, str, pl.Expr]]
 def parse_times(df: pl.DataFrame, ctx: Context, columns: list[str]) -> dict[str, pl.Expr]:
     """Timestamp expressions for `columns`, with one day/month order decided for the file."""
     present = [c for c in columns if c in df.columns]
-    values: list[str | None] = []
-    for c in present:
-        values += df.get_column(c).drop_nulls().unique(maintain_order=True).head(5000).to_list()
-    order = ctx.decided.get("date_order") or nz.infer_date_order(values, ctx.file,
-                                                                  ctx.date_order)
+    order = ctx.decided.get("date_order")
+    if not order:  # the first part of a file decides; the others follow it
+        values: list[str | None] = []
+        for c in present:
+            values += df.get_column(c).drop_nulls().unique(maintain_order=True).head(5000) \
+                .to_list()
+        order = nz.infer_date_order(values, ctx.file, ctx.date_order)
     if present:
         ctx.decided["date_order"] = order
     return {c: pl.lit(parse_time_column(df.get_column(c), order)) for c in present}
 
 
 def parse_time_column(values: pl.Series, order: str) -> pl.Series:
-    """Parse a timestamp column: the common ISO form first (one cheap pass), then the full
+    """Parse a timestamp column: the common ISO form first (cheap passes), then the full
     parser (every form relaywatch knows) only for the values that one did not read."""
     text = values.cast(pl.String)
-    # no cache: timestamps are nearly all distinct, so caching only costs a hash per value
-    fast = (text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.fZ", strict=False, time_unit="us",
-                                 cache=False).dt.replace_time_zone("UTC"))
+    fast = iso_utc(text)
     missed = fast.is_null() & text.is_not_null()
     if not missed.any():
         return fast.alias(values.name)
     rest = text.filter(missed).str.strip_chars(" \t\r\n\x00\"")
     full = pl.select(nz.timestamp(pl.lit(rest), order)).to_series()
     return fast.scatter(missed.arg_true(), full).alias(values.name)
+
+
+def iso_utc(text: pl.Series) -> pl.Series:
+    """`YYYY-MM-DDTHH:MM:SS[.f]Z` (Exchange Online's own form) in fixed-width slices, which
+    Polars parses several times faster than one pattern with a fraction; microseconds are
+    the fraction's first six digits. Other text gives null."""
+    # no cache: timestamps are nearly all distinct, so caching only costs a hash per value
+    seconds = text.str.slice(0, 19).str.to_datetime("%Y-%m-%dT%H:%M:%S", strict=False,
+                                                    time_unit="us", cache=False)
+    tail = text.str.slice(19)
+    micros = tail.str.slice(1, 6).str.strip_chars_end("Z").str.pad_end(6, "0")
+    return pl.select(
+        pl.when(pl.lit(tail).str.contains(r"^(\.\d{1,9})?Z$"))
+        .then(pl.lit(seconds) + pl.duration(microseconds=pl.lit(micros)
+                                            .cast(pl.Int64, strict=False).fill_null(0)))
+        .dt.replace_time_zone("UTC")
+    ).to_series().alias(text.name)
 
 
 def as_bool(e: pl.Expr) -> pl.Expr:
