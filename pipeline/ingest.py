@@ -206,6 +206,20 @@ def _with_source(df: pl.DataFrame, parsed: Parsed, item: InputFile, sha: str) ->
     )
 
 
+def _by_day(rows: pl.DataFrame, days: pl.Series) -> Iterable[tuple[date, pl.DataFrame]]:
+    """A part's rows per UTC day: slices (no copy) when in time order, as exports are."""
+    if days.is_sorted():
+        bounds = days.unique_counts()
+        start = 0
+        for day, n in zip(days.unique(maintain_order=True).to_list(), bounds.to_list()):
+            yield day, rows.slice(start, n)
+            start += n
+        return
+    for (day,), part in rows.with_columns(days.alias("date")).partition_by(
+            "date", as_dict=True, include_key=False).items():
+        yield day, part  # type: ignore[misc]
+
+
 class Ingestor:
     """One ingestion batch over a lake (the caller holds the lake lock)."""
 
@@ -348,9 +362,8 @@ class Ingestor:
 
     def _add_pending(self, tenant: str, rows: pl.DataFrame) -> None:
         days = rows.get_column("received_utc").dt.date()
-        for (day,), part in rows.with_columns(days.alias("date")).partition_by(
-                "date", as_dict=True, include_key=False).items():
-            self._pending.setdefault((tenant, day), []).append(part)  # type: ignore[arg-type]
+        for day, part in _by_day(rows, days):
+            self._pending.setdefault((tenant, day), []).append(part)
         self._pending_rows += rows.height
         if self._pending_rows >= self.settings.flush_rows:
             latest = (tenant, days.max())

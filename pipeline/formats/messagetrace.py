@@ -14,13 +14,12 @@ from pipeline.formats.common import (
 
 def finish_messages(df: pl.DataFrame, ctx: Context, fmt: str, own: tuple[str, ...],
                     hint: pl.Expr | None = None) -> Parsed:
-    """Domains, direction and row checks shared by every message format."""
-    df = nz.with_distinct(
-        df,
-        sender_domain=nz.domain(pl.col("sender_address")),
-        recipient_domain=nz.domain(pl.col("recipient_address")),
-        envelope_domain=nz.domain(pl.col("envelope_sender")),
-    )
+    """Domains, direction and row checks shared by every message format (a parser that
+    already has a domain column, worked out with its address, keeps it)."""
+    df = nz.with_distinct(df, **{
+        f"{kind}_domain": nz.domain(pl.col(address)) for kind, address in (
+            ("sender", "sender_address"), ("recipient", "recipient_address"),
+            ("envelope", "envelope_sender")) if f"{kind}_domain" not in df.columns})
     df = nz.with_distinct(df, direction=nz.direction(
         pl.col("sender_domain"), pl.col("recipient_domain"), list(own), hint))
     good, rejects = reject_rows(df, [

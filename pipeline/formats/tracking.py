@@ -106,6 +106,7 @@ def parse_enhanced(df: pl.DataFrame, ctx: Context) -> Parsed:
     df = nz.with_distinct(
         df,
         sender_address=nz.address(col(df, "senderaddress")),
+        sender_domain=nz.domain(nz.address(col(df, "senderaddress"))),
         connector=nz.blank_to_null(col(df, "connectorid").str.replace(r"^.*\\", "")),
         client_ip=nz.ip(col(df, "originalclientip")),
     )
@@ -113,8 +114,9 @@ def parse_enhanced(df: pl.DataFrame, ctx: Context) -> Parsed:
         pl.col("_line"),
         pl.coalesce(list(times.values())).alias("received_utc"),
         col(df, "origintimestamputc", "origintimestamp").alias("_raw_time"),
-        pl.col("sender_address"),
+        pl.col("sender_address"), pl.col("sender_domain"),
         pl.lit(None, dtype=pl.String).alias("envelope_sender"),
+        pl.lit(None, dtype=pl.String).alias("envelope_domain"),
         nz.blank_to_null(col(df, "messagesubject")).alias("subject"),
         as_int(col(df, "totalbytes")).alias("size_bytes"),
         nz.blank_to_null(col(df, "messageid")).alias("message_id"),
@@ -129,9 +131,10 @@ def parse_enhanced(df: pl.DataFrame, ctx: Context) -> Parsed:
         pl.col("_r").is_null() | (pl.col("_r").str.strip_chars().str.len_chars() > 0)
     )
     # split on the last "##": the address part may itself hold quotes or '#'
+    recipient = nz.address(pl.col("_r").str.replace(r"##[^#]*$", ""))
     rows = nz.with_distinct(
         rows,
-        recipient_address=nz.address(pl.col("_r").str.replace(r"##[^#]*$", "")),
+        recipient_address=recipient, recipient_domain=nz.domain(recipient),
         status=nz.event_outcome(pl.col("_r").str.extract(r"([^,#]*)$", 1).str.strip_chars()),
     ).drop("_r")
     parsed = finish_messages(rows, ctx, "historical_search_summary", ctx.own_domains,
