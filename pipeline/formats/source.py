@@ -217,7 +217,7 @@ def _transcoded_batches(path: Path, head: Head, file: str, skip_lines: int,
                     file, first_line, f"a quoted field runs on for over {MAX_RECORD_CHARS:,} "
                     "characters (a quote that never closes)",
                     "check that the file is a complete CSV export")
-            if records.strip():
+            if records and not records.isspace():
                 df = _csv_text_frame(records, names, file)
                 yield df.with_columns((pl.int_range(pl.len(), dtype=pl.Int64) + first_line)
                                       .alias("_line"))
@@ -238,7 +238,8 @@ def _record_end(text: str) -> int:
 
 def _csv_text_frame(text: str, names: list[str], file: str) -> pl.DataFrame:
     try:
-        df = pl.read_csv(text.replace("\x00", "").encode("utf-8"), has_header=False,
+        df = pl.read_csv((text.replace("\x00", "") if "\x00" in text else text).encode("utf-8"),
+                         has_header=False,
                          new_columns=[f"column_{i}" for i in range(len(names))],
                          infer_schema=False, truncate_ragged_lines=True, raise_if_empty=False)
     except pl.exceptions.ComputeError as exc:
