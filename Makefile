@@ -25,9 +25,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# Not part of `make test`: minutes at full size. BENCH_SCALE=0.1 for a quick look.
+# Not part of `make test`: minutes at full size. BENCH_SCALE=0.1 for a quick look;
+# BENCH_ARGS="--work DIR --only nightly" keeps the data and runs one part.
 bench: $(STAMP)
-	$(BIN)/python tests/bench/bench.py
+	$(BIN)/python tests/bench/bench.py $(BENCH_ARGS)
 
 sample: $(STAMP)
 	rm -rf sample_logs/inbox

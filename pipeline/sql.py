@@ -81,12 +81,12 @@ CREATE OR REPLACE MACRO is_spam(status, spam_verdict, ndr_code) AS
     OR ndr_code IN ('5.7.750', '5.7.705', '5.7.711', '5.1.8', '5.7.708', '5.7.64');
 """
 
-# macros over the derived views, made once those exist: outbound volumes for any period,
-# whole hours from outbound_volumes, a partial first or last hour counted from the rows
 # The lake's own views, by their full name: a session's temporary views of the same names
 # (pinned or cached rows) stand in for them, and "main.x" would find those first.
 BASE = "memory.main"
 
+# macros over the derived views, made once those exist: outbound volumes for any period,
+# whole hours from outbound_volumes, a partial first or last hour counted from the rows
 VIEW_MACROS = r"""
 CREATE OR REPLACE MACRO outbound_hours(since, until) AS TABLE
     SELECT tenant, hour, connector, sender_address, recipients, messages, spam_recipients

@@ -160,27 +160,54 @@ class Bench:
         days, tenants = 31, max(10, int(200 * min(1.0, self.scale * 2)))
         nights = self.daily_inbox(days, tenants, self.n(10_000_000) // 28)
         lake, reports = self.work / "nightly-lake", self.work / "nightly-reports"
-        shutil.rmtree(lake, ignore_errors=True)
         inbox = self.work / "nightly-inbox"
-        shutil.rmtree(inbox, ignore_errors=True)
-        timings = []
-        for i, night in enumerate(nights):
+        state = [lake, inbox, reports]
+
+        def arrive(i: int) -> None:  # night i's exports land in the inbox
+            night = nights[i]
             for f in night.rglob("*"):
                 if f.is_file():
                     target = inbox / f.parent.name / f"{night.parent.name}-{f.name}"
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(f, target)
+
+        def nightly(i: int) -> Measure:
             as_of = (END - timedelta(days=days - 2 - i)).isoformat()
-            m = run([*RW, "-q", "nightly", "--inbox", str(inbox), "--lake", str(lake),
-                     "--reports", str(reports), "--as-of", as_of, "--no-email"])
-            timings.append(m)
+            return run([*RW, "-q", "nightly", "--inbox", str(inbox), "--lake", str(lake),
+                        "--reports", str(reports), "--as-of", as_of, "--no-email"])
+
+        def restore(saved: Path | None) -> None:  # copy2 keeps mtimes, as a real lake has
+            for where in state:
+                shutil.rmtree(where, ignore_errors=True)
+                if saved is not None:
+                    shutil.copytree(saved / where.name, where, copy_function=shutil.copy2)
+
+        def first() -> Measure:  # the first night, on an empty lake every run
+            restore(None)
+            arrive(0)
+            return nightly(0)
+
+        first_night = median_of(self.runs, first)
+        for i in range(1, days - 1):
+            arrive(i)
+            m = nightly(i)
             print(f"    night {i + 1:2d}: {m.seconds:6.2f} s", file=sys.stderr, flush=True)
-        first, last = timings[0], timings[-1]
+        saved = self.work / "nightly-30"
+        shutil.rmtree(saved, ignore_errors=True)
+        for where in state:
+            shutil.copytree(where, saved / where.name, copy_function=shutil.copy2)
+
+        def last() -> Measure:  # the 31st night, from the same 30 nights every run
+            restore(saved)
+            arrive(days - 1)
+            return nightly(days - 1)
+
+        last_night = median_of(self.runs, last)
         self.note(f"nightly, first night ({tenants} tenants, one day)",
-                  f"{first.seconds:7.2f} s  peak {first.peak_mb:,.0f} MB")
+                  f"{first_night.seconds:7.2f} s  peak {first_night.peak_mb:,.0f} MB")
         self.note("nightly, 31st night (30 nights of history, one new day)",
-                  f"{last.seconds:7.2f} s  peak {last.peak_mb:,.0f} MB")
-        self.target("nightly_31st_vs_first", last.seconds / first.seconds, 1.3, "x")
+                  f"{last_night.seconds:7.2f} s  peak {last_night.peak_mb:,.0f} MB")
+        self.target("nightly_31st_vs_first", last_night.seconds / first_night.seconds, 1.3, "x")
         self.detect(lake, tenants)
 
     def detect(self, lake: Path, tenants: int) -> None:
@@ -234,16 +261,23 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=float(os.environ.get("BENCH_SCALE", 1)))
     ap.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", 3)))
     ap.add_argument("--work", type=Path, help="Keep data here between runs (default: temp)")
+    ap.add_argument("--only", default="ingest,memory,nightly",
+                    help="Comma-separated parts to run: ingest, memory, nightly (nightly also "
+                         "times detect and report on the lake it builds)")
     args = ap.parse_args()
+    parts = set(args.only.split(","))
+    if unknown := parts - {"ingest", "memory", "nightly"}:
+        ap.error(f"--only: unknown part(s) {', '.join(sorted(unknown))}")
     work = args.work or Path(tempfile.mkdtemp(prefix="relaywatch-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     bench = Bench(work, args.scale, args.runs)
     print(f"relaywatch bench: scale {args.scale}, median of {args.runs} runs, data in {work}",
           file=sys.stderr)
     started = time.perf_counter()
-    bench.ingest()
-    bench.memory_ingest()
-    bench.nightly_and_detect()
+    for part, measure in (("ingest", bench.ingest), ("memory", bench.memory_ingest),
+                          ("nightly", bench.nightly_and_detect)):
+        if part in parts:
+            measure()
     print(f"\nMachine: {platform.machine()}, {os.cpu_count()} cores, "
           f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
           f"Python {platform.python_version()}, scale {args.scale}, median of {args.runs}; "
