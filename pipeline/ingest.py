@@ -276,7 +276,7 @@ class Ingestor:
                     self._reject(item, res, f"cannot read the file ({exc.strerror})")
                     continue
             if res.sha256 and self._came_before(item, res):
-                self._skip(res, duplicate=not cached)
+                self._skip(res, duplicate=not cached and self._another_name(item, res))
                 continue
             try:
                 sniffed = formats.sniff(item.path, item.display, self.settings.headerless_msgtrk)
@@ -311,7 +311,7 @@ class Ingestor:
             for parsed in parts:
                 if self._came_before(item, res):
                     parts.close()
-                    self._skip(res)
+                    self._skip(res, duplicate=self._another_name(item, res))
                     return
                 sha = res.sha256
                 own |= set(parsed.own_domains)
@@ -345,7 +345,7 @@ class Ingestor:
         if res.hashing is not None:  # a file with no rows at all
             try:
                 if self._came_before(item, res):
-                    self._skip(res)
+                    self._skip(res, duplicate=self._another_name(item, res))
                     return
             except OSError as exc:
                 self._reject(item, res, f"cannot read the file ({exc.strerror})")
@@ -359,6 +359,11 @@ class Ingestor:
     def _came_before(self, item: InputFile, res: FileResult) -> bool:
         """Whether the same bytes were ingested for this tenant (waits for the hash)."""
         return (item.tenant, res.resolve_sha()) in self._done
+
+    def _another_name(self, item: InputFile, res: FileResult) -> bool:
+        """Whether those bytes were ingested under other names only (a copy, not the same
+        file with a new modification time)."""
+        return item.display not in self._done.get((item.tenant, res.sha256), ())
 
     def _add_pending(self, tenant: str, rows: pl.DataFrame) -> None:
         days = rows.get_column("received_utc").dt.date()
@@ -407,10 +412,10 @@ class Ingestor:
         for future in writing:
             future.result()
 
-    def _skip(self, res: FileResult, duplicate: bool = True) -> None:
-        """Nothing to do: the same bytes were ingested before. A file seen for the first
-        time (a copy under another name) is recorded as a duplicate, so later runs know its
-        path, size and time and do not read it again."""
+    def _skip(self, res: FileResult, duplicate: bool) -> None:
+        """Nothing to do: the same bytes were ingested before. A `duplicate` (a copy under
+        another name, seen for the first time) is recorded, so later runs know its path,
+        size and time and do not read it again."""
         res.status, res.duplicate = "skipped", duplicate
         self._finish(res)
         self.progress(res.size)

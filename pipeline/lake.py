@@ -246,9 +246,13 @@ class Lake:
         return {(t, f, s, ns): sha for t, f, s, ns, sha in m.select(
             "tenant", "source_file", "size_bytes", "file_mtime_ns", "source_sha256").iter_rows()}
 
-    def already_ingested(self) -> set[tuple[str, str]]:
+    def already_ingested(self) -> dict[tuple[str, str], set[str]]:
+        """(tenant, sha256) of every file ingested → the names it was ingested under."""
+        out: dict[tuple[str, str], set[str]] = {}
         m = self.manifest().filter(pl.col("status") == "ingested")
-        return set(m.select("tenant", "source_sha256").iter_rows())
+        for tenant, sha, name in m.select("tenant", "source_sha256", "source_file").iter_rows():
+            out.setdefault((tenant, sha), set()).add(name)
+        return out
 
     # ------------------------------------------------------------ rejected files
 

@@ -413,3 +413,21 @@ def test_discovery_lists_files_by_folder_and_names_what_it_cannot_take(tmp_path:
     ]
     assert [f.tenant for f in discover([t], "other")][1:3] == ["other", "other"]
     assert [f.display for f in discover([t], "other")][-1] == "other/b/deep/y.csv"
+
+
+def test_a_touched_file_stays_ingested_and_is_not_read_again(inbox: Path, tmp_path: Path) -> None:
+    """The same file with a new modification time is skipped by its hash; its manifest row
+    stays `ingested` (not `duplicate`), so later runs skip it too."""
+    s = Settings(lake=tmp_path / "lake")
+    first = ingest([inbox], s)
+    before = tree_bytes(tmp_path / "lake" / "messages")
+    trace = next(p for p in sorted(inbox.rglob("*.csv")))
+    os.utime(trace, (1_700_000_000, 1_700_000_000))
+    for _ in range(2):
+        again = ingest([inbox], s)
+        assert again.count("ingested") == 0 and again.count("skipped") == first.count("ingested")
+    manifest = Lake(s.lake).manifest()
+    name = f"{trace.parent.name}/{trace.name}"
+    assert manifest.filter(pl.col("source_file") == name)["status"].to_list() == ["ingested"]
+    assert manifest.filter(pl.col("status") == "duplicate").height == 0
+    assert tree_bytes(tmp_path / "lake" / "messages") == before
