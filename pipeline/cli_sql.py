@@ -45,12 +45,15 @@ def sql_command(obj: dict, statement: str, lake: Path | None, fmt: str | None,
     """Run one read-only SQL statement against the lake's views.
 
     Views: messages, accepted_domains, inbound_connectors, outbound_connectors,
-    audit_events, rejects, ingest_log, findings, verdicts, outbound_mail. The session reads
-    the lake and nothing else: no other files, no network, no writes.
+    audit_events, rejects, ingest_log, findings, verdicts, outbound_mail, outbound_volumes;
+    the table macro outbound_hours(since, until) gives outbound volumes per tenant, hour,
+    connector and sender for any period. The session reads the lake and nothing else: no
+    other files, no network, no writes.
 
     \b
     Examples:
       relaywatch sql "SELECT tenant, count(*) FROM messages GROUP BY ALL"
+      relaywatch sql "FROM outbound_hours('2026-11-20', '2026-11-28') ORDER BY recipients DESC"
       relaywatch sql "FROM verdicts WHERE recommendation = 'block'" --format json
       relaywatch sql "FROM messages WHERE tenant = 'contoso'" -o contoso.parquet --format parquet
     """
