@@ -209,9 +209,8 @@ def _with_source(df: pl.DataFrame, parsed: Parsed, item: InputFile, sha: str) ->
 def _by_day(rows: pl.DataFrame, days: pl.Series) -> Iterable[tuple[date, pl.DataFrame]]:
     """A part's rows per UTC day: slices (no copy) when in time order, as exports are."""
     if days.is_sorted():
-        bounds = days.unique_counts()
         start = 0
-        for day, n in zip(days.unique(maintain_order=True).to_list(), bounds.to_list()):
+        for n, day in days.rle().struct.unnest().iter_rows():  # one run per day
             yield day, rows.slice(start, n)
             start += n
         return

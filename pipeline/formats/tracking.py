@@ -103,10 +103,10 @@ def parse_enhanced(df: pl.DataFrame, ctx: Context) -> Parsed:
     Message columns are normalised before the rows are split per recipient, so that work
     is done once per message, not once per recipient."""
     times = parse_times(df, ctx, ["origintimestamputc", "origintimestamp"])
+    sender = nz.address(col(df, "senderaddress"))
     df = nz.with_distinct(
         df,
-        sender_address=nz.address(col(df, "senderaddress")),
-        sender_domain=nz.domain(nz.address(col(df, "senderaddress"))),
+        sender_address=sender, sender_domain=nz.domain(sender),
         connector=nz.blank_to_null(col(df, "connectorid").str.replace(r"^.*\\", "")),
         client_ip=nz.ip(col(df, "originalclientip")),
     )
