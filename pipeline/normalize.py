@@ -7,7 +7,7 @@ expression so tests and small callers use exactly the same logic.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import polars as pl
 
@@ -43,32 +43,108 @@ def with_distinct(df: pl.DataFrame, **exprs: pl.Expr) -> pl.DataFrame:
         keys = df.select(roots) if roots else None
         distinct = keys.unique() if keys is not None else None
         if keys is None or distinct is None or distinct.height * 2 > keys.height:
-            df = df.with_columns(**group)
+            df = _evaluate(df, group)
             continue
         tmp = {f"__distinct{i}": name for i, name in enumerate(group)}
-        mapped = distinct.with_columns(**{t: group[n] for t, n in tmp.items()})
+        mapped = _evaluate(distinct, {t: group[n] for t, n in tmp.items()})
+        if len(roots) == 1:  # each row's place in `distinct` (nulls too), then a gather
+            key = keys.to_series()
+            at = key.replace_strict(distinct.to_series(), pl.int_range(
+                distinct.height, dtype=pl.UInt32, eager=True), default=None)
+            df = df.with_columns(mapped.get_column(t).gather(at).alias(n)
+                                 for t, n in tmp.items())
+            continue
         joined = keys.join(mapped, on=list(roots), how="left", nulls_equal=True,
                            maintain_order="left")
         df = df.with_columns(joined.select(pl.col(t).alias(n) for t, n in tmp.items()))
     return df.select(order)  # columns where with_columns would have put them
 
 
+def _evaluate(df: pl.DataFrame, exprs: dict[str, pl.Expr]) -> pl.DataFrame:
+    """with_columns through the lazy engine, whose common-subexpression elimination
+    works out a shared part once (an address and its domain: the address chain once)."""
+    return df.lazy().with_columns(**exprs).collect()
+
+
+# ---------------------------------------------------------------- fast paths
+
+# Most values of an export are already in normal form. A normaliser below first asks, in
+# one cheap pass, which values are not, and runs its chain of string passes on those only.
+
+
+def per_series(col: pl.Expr, fn: Callable[[pl.Series], pl.Series],
+               dtype: pl.DataType = pl.String) -> pl.Expr:
+    """An expression that runs `fn` on the column's values (elementwise: literals
+    broadcast, and any part of a column gives the same values)."""
+    return col.cast(pl.String).map_batches(fn, return_dtype=dtype, is_elementwise=True)
+
+
+def fix_where(s: pl.Series, needs: pl.Series, fix: Callable[[pl.Series], pl.Series],
+              base: pl.Series | None = None) -> pl.Series:
+    """`base` (else `s`), with `fix` of `s` where `needs` is true. Many values to fix are
+    fixed once per distinct value."""
+    out = s if base is None else base
+    if not needs.any():
+        return out
+    at = needs.arg_true()
+    part = s.gather(at)
+    distinct = part.unique()
+    if distinct.len() * 2 < part.len():
+        fixed = fix(distinct).gather(part.replace_strict(distinct, pl.int_range(
+            distinct.len(), dtype=pl.UInt32, eager=True), default=None))
+    else:
+        fixed = fix(part)
+    return fixed if at.len() == s.len() else out.scatter(at, fixed)
+
+
+def _chain(chain: Callable[[pl.Expr], pl.Expr]) -> Callable[[pl.Series], pl.Series]:
+    """A chain of expression passes as a function of a Series."""
+    return lambda s: s.to_frame("v").select(chain(pl.col("v")).alias(s.name)).to_series()
+
+
+def _blank(s: pl.Series) -> pl.Series:
+    """'' → null."""
+    empty = s.str.len_bytes() == 0
+    return s.set(empty, None) if empty.any() else s  # type: ignore[arg-type]
+
+
 # ---------------------------------------------------------------- addresses and domains
 
-def address(col: pl.Expr) -> pl.Expr:
-    """Trim, take the part inside <...>, drop mailto:/smtp: prefixes, lower-case; '' → null."""
-    s = col.cast(pl.String).str.strip_chars(" \t\r\n\x00")
+# An address in normal form: lower case, one @, nothing to trim; its domain is what
+# follows the @.
+_PLAIN_ADDRESS = r"^[a-z0-9_+=-][a-z0-9._+=-]*@[a-z0-9-](?:[a-z0-9.-]*[a-z0-9-])?$"
+
+
+def _address_chain(s: pl.Expr) -> pl.Expr:
+    s = s.str.strip_chars(" \t\r\n\x00")
     inside = s.str.extract(r"<([^<>]*@[^<>]*)>\s*$", 1)
     s = pl.coalesce(inside, s)
     s = s.str.replace(r"^(?i:smtp:|mailto:)", "").str.strip_chars(" <>").str.to_lowercase()
-    s = s.str.strip_chars_end(".")
-    return pl.when(s == "").then(None).otherwise(s)
+    return s.str.strip_chars_end(".")
+
+
+def address(col: pl.Expr) -> pl.Expr:
+    """Trim, take the part inside <...>, drop mailto:/smtp: prefixes, lower-case; '' → null."""
+    return per_series(col, _address)
+
+
+def _address(s: pl.Series) -> pl.Series:
+    return _blank(fix_where(s, ~s.str.contains(_PLAIN_ADDRESS), _chain(_address_chain)))
+
+
+def _domain_chain(addr: pl.Expr) -> pl.Expr:
+    return addr.str.extract(r"@([^@]*)$", 1).str.strip_chars(" .>\"").str.to_lowercase()
 
 
 def domain(addr: pl.Expr) -> pl.Expr:
     """Domain of an (already normalised) address: text after the last @, no trailing dot."""
-    d = addr.str.extract(r"@([^@]*)$", 1).str.strip_chars(" .>\"").str.to_lowercase()
-    return pl.when(d == "").then(None).otherwise(d)
+    return per_series(addr, _domain)
+
+
+def _domain(s: pl.Series) -> pl.Series:
+    after_at = _chain(lambda v: v.str.slice(v.str.find("@", literal=True) + 1))(s)
+    return _blank(fix_where(s, ~s.str.contains(_PLAIN_ADDRESS), _chain(_domain_chain),
+                            base=after_at))
 
 
 def domain_name(col: pl.Expr) -> pl.Expr:
@@ -79,15 +155,30 @@ def domain_name(col: pl.Expr) -> pl.Expr:
 
 def ip(col: pl.Expr) -> pl.Expr:
     """Client IP without port (`ip:port`, `[v6]:port`) and without IPv6 `%scope`."""
-    s = col.cast(pl.String).str.strip_chars(" \t")
+    return per_series(col, _ip)
+
+
+def _ip_chain(s: pl.Expr) -> pl.Expr:
     s = s.str.replace(r"^\[(.*)\]:\d+$", "${1}").str.replace(r"^([0-9.]+):\d+$", "${1}")
-    s = s.str.replace(r"%.*$", "").str.to_lowercase()
-    return pl.when(s == "").then(None).otherwise(s)
+    return s.str.replace(r"%.*$", "").str.to_lowercase()
+
+
+def _ip(s: pl.Series) -> pl.Series:
+    # a plain IPv4 address has nothing to take off: values with anything but digits and
+    # dots take the chain
+    s = s.str.strip_chars(" \t")
+    return _blank(fix_where(s, s.str.contains(r"[^0-9.]"), _chain(_ip_chain)))
 
 
 def blank_to_null(col: pl.Expr) -> pl.Expr:
-    s = col.cast(pl.String).str.strip_chars(" \t\r\n\x00")
-    return pl.when(s.str.len_bytes() == 0).then(None).otherwise(s)  # cheaper than s == ""
+    """Trimmed; '' → null."""
+    return per_series(col, lambda s: _blank(s.str.strip_chars(" \t\r\n\x00")))
+
+
+def after_backslash(col: pl.Expr) -> pl.Expr:
+    """`DOMAIN\\Name` → `Name` (connector ids of on-premises servers carry the server)."""
+    return per_series(col, lambda s: fix_where(s, s.str.contains("\\", literal=True),
+                                               _chain(lambda v: v.str.replace(r"^.*\\", ""))))
 
 
 # ---------------------------------------------------------------- timestamps

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import polars as pl
 from hypothesis import given, settings, strategies as st
 
 from pipeline import normalize as nz
@@ -121,3 +122,79 @@ def test_iso_fast_path_equals_the_full_timestamp_parser(values: list) -> None:
 
     fast = iso_utc(pl.Series(texts)).drop_nulls().to_list()
     assert fast == expect
+
+
+def _ip_reference(col: pl.Expr) -> pl.Expr:
+    """ip() as one chain of passes over every value (what the fast path must equal)."""
+    s = col.str.strip_chars(" \t")
+    s = s.str.replace(r"^\[(.*)\]:\d+$", "${1}").str.replace(r"^([0-9.]+):\d+$", "${1}")
+    s = s.str.replace(r"%.*$", "").str.to_lowercase()
+    return pl.when(s == "").then(None).otherwise(s)
+
+
+ip_text = st.one_of(
+    st.ip_addresses().map(str),
+    st.text(st.sampled_from("0123456789.:[]%abcdefABCDEFİǅ \t"), max_size=24),
+    st.text(max_size=12),
+)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.one_of(st.none(), ip_text), min_size=1, max_size=12))
+def test_ip_fast_path_equals_every_pass_over_every_value(values: list[str | None]) -> None:
+    df = pl.DataFrame({"a": values}, schema={"a": pl.String})
+    got = df.select(nz.ip(pl.col("a"))).to_series().to_list()
+    assert got == df.select(_ip_reference(pl.col("a"))).to_series().to_list()
+
+
+def test_ip_takes_off_ports_brackets_and_scopes() -> None:
+    raw = [" [2001:DB8::1]:443", "40.107.12.27:25", "FE80::1%eth0", "10.0.0.5", " ", None]
+    got = pl.DataFrame({"a": raw}).select(nz.ip(pl.col("a"))).to_series().to_list()
+    assert got == ["2001:db8::1", "40.107.12.27", "fe80::1", "10.0.0.5", None, None]
+
+
+def _null_if_empty(e: pl.Expr) -> pl.Expr:
+    return pl.when(e == "").then(None).otherwise(e)
+
+
+address_text = st.one_of(
+    st.builds(lambda a, d: f"{a}@{d}", local, domains),
+    st.builds(lambda a, d, f: f(f"{a}@{d}"), local, domains, st.sampled_from([
+        str.upper, str.title, lambda x: x + ".", lambda x: x + "-", lambda x: " " + x,
+        lambda x: x.replace("@", "@."), lambda x: x.replace("@", "@@"),
+        lambda x: "." + x])),
+    st.text(st.sampled_from("aZ09._+-=@<> \t:.\"#İ"), max_size=24),
+    st.sampled_from(["SMTP:A@B.COM", "mailto:x@y.z", "Name <a@b.c>", "a@b.", "a@.b", "@b",
+                     "a@b@c", "a@", ""]),
+    st.text(max_size=12),
+)
+REFERENCES = {  # each normaliser as its chain of passes over every value
+    "address": (nz.address, lambda c: _null_if_empty(nz._address_chain(c))),
+    "domain": (nz.domain, lambda c: _null_if_empty(nz._domain_chain(c))),
+    "blank_to_null": (nz.blank_to_null,
+                      lambda c: _null_if_empty(c.str.strip_chars(" \t\r\n\x00"))),
+}
+
+
+@settings(max_examples=300)
+@given(st.lists(st.one_of(st.none(), address_text), min_size=1, max_size=30),
+       st.sampled_from(sorted(REFERENCES)))
+def test_fast_paths_equal_every_pass_over_every_value(values: list[str | None],
+                                                      name: str) -> None:
+    fast, reference = REFERENCES[name]
+    df = pl.DataFrame({"a": values * 2}, schema={"a": pl.String})  # repeats: distinct path
+    assert (df.select(fast(pl.col("a"))).to_series().to_list()
+            == df.select(reference(pl.col("a"))).to_series().to_list())
+
+
+@given(st.lists(st.one_of(st.none(), st.integers(-10**12, 10**12).map(str),
+                          st.integers(0, 10**9).map(lambda n: f"{n:,}"),
+                          st.text(st.sampled_from("0123456789, -x"), max_size=8)),
+                min_size=1, max_size=20))
+def test_as_int_reads_plain_and_grouped_numbers(values: list[str | None]) -> None:
+    from pipeline.formats.common import as_int
+
+    df = pl.DataFrame({"a": values}, schema={"a": pl.String})
+    reference = pl.col("a").str.replace_all(r"[,\s]", "").cast(pl.Int64, strict=False)
+    assert (df.select(as_int(pl.col("a"))).to_series().to_list()
+            == df.select(reference).to_series().to_list())

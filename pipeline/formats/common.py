@@ -136,7 +136,14 @@ def as_bool(e: pl.Expr) -> pl.Expr:
 
 
 def as_int(e: pl.Expr) -> pl.Expr:
-    return e.cast(pl.String).str.replace_all(r"[,\s]", "").cast(pl.Int64, strict=False)
+    """Whole numbers, also written with thousands separators or spaces (`1,234`)."""
+    return nz.per_series(e, _as_int, pl.Int64)
+
+
+def _as_int(s: pl.Series) -> pl.Series:
+    n = s.cast(pl.Int64, strict=False)
+    return nz.fix_where(s, n.is_null() & s.is_not_null(), lambda v: v.str.replace_all(
+        r"[,\s]", "").cast(pl.Int64, strict=False), base=n)
 
 
 TYPE_NAME = (r"^(System\.(Collections\.[A-Za-z.`0-9]+|String\[\]|Object\[\]|[A-Za-z.]+\[\])"

@@ -172,7 +172,9 @@ def read_csv_batches(path: Path, head: Head, file: str, skip_lines: int,
                      truncate_ragged_lines=True, raise_if_empty=False, encoding="utf8")
     try:
         for df in lf.collect_batches(chunk_size=rows):
-            df = _rename(df)
+            # one chunk: a batch comes in a dozen, and every later pass over a column in
+            # pieces costs more than this copy (parsing a part: 20% more)
+            df = _rename(df.rechunk())
             yield df.with_columns((pl.col("_row").cast(pl.Int64) + skip_lines + 2)
                                   .alias("_line")).drop("_row")
     except pl.exceptions.ComputeError as exc:

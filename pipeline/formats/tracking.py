@@ -56,7 +56,7 @@ def parse_events(df: pl.DataFrame, ctx: Context, fmt: str) -> Parsed:
     status = pl.when(pl.col("_statuses").list.len() == pl.col("_n")).then(
         pl.col("_statuses").list.get(pl.col("_ri"), null_on_oob=True)
     ).otherwise(pl.col("_statuses").list.first())
-    connector = col(df, "connectorid").str.replace(r"^.*\\", "")
+    connector = nz.after_backslash(col(df, "connectorid"))
     ev = exploded.select(
         pl.col("_line"), pl.col("received_utc"), pl.col("_raw_time"),
         col(df, "eventid").alias("event"),
@@ -104,10 +104,9 @@ def parse_enhanced(df: pl.DataFrame, ctx: Context) -> Parsed:
     is done once per message, not once per recipient."""
     times = parse_times(df, ctx, ["origintimestamputc", "origintimestamp"])
     sender = nz.address(col(df, "senderaddress"))
-    df = nz.with_distinct(
-        df,
-        sender_address=sender, sender_domain=nz.domain(sender),
-        connector=nz.blank_to_null(col(df, "connectorid").str.replace(r"^.*\\", "")),
+    df = df.with_columns(sender_address=sender).with_columns(
+        sender_domain=nz.domain(pl.col("sender_address")),
+        connector=nz.blank_to_null(nz.after_backslash(col(df, "connectorid"))),
         client_ip=nz.ip(col(df, "originalclientip")),
     )
     messages = df.select(
