@@ -191,12 +191,12 @@ def _transcoded_batches(path: Path, head: Head, file: str, skip_lines: int,
     width = 2 if codec.startswith("utf-16") else 1
     decoder = codecs.getincrementaldecoder(codec)(errors="strict")
     names: list[str] | None = None
-    carry, offset, first_line = "", 0, skip_lines + 2
+    carry, offset, first_line = b"", 0, skip_lines + 2
     with open(path, "rb") as src:
         while True:
             chunk = src.read(rows * _AVERAGE_RECORD_BYTES * width)
             try:
-                text = carry + decoder.decode(chunk, final=not chunk)
+                text = carry + decoder.decode(chunk, final=not chunk).encode("utf-8")
             except UnicodeDecodeError as exc:
                 where = (f"the file ends in the middle of a {codec} character (truncated "
                          "download)") if not chunk else f"invalid {codec} at byte {offset + exc.start}"
@@ -204,14 +204,14 @@ def _transcoded_batches(path: Path, head: Head, file: str, skip_lines: int,
                                        "damaged or not in the encoding it claims") from None
             offset += len(chunk)
             if names is None:
-                text = text.lstrip("\ufeff")
-                lines = text.split("\n", skip_lines + 1)
+                text = text.removeprefix(codecs.BOM_UTF8)
+                lines = text.split(b"\n", skip_lines + 1)
                 if len(lines) <= skip_lines + 1 and chunk:
                     carry = text
                     continue
-                names = next(csv.reader([lines[skip_lines].rstrip("\r").replace("\x00", "")]),
-                             [])
-                text = lines[skip_lines + 1] if len(lines) > skip_lines + 1 else ""
+                header = lines[skip_lines].decode("utf-8").rstrip("\r").replace("\x00", "")
+                names = next(csv.reader([header]), [])
+                text = lines[skip_lines + 1] if len(lines) > skip_lines + 1 else b""
             cut = _record_end(text) if chunk else len(text)
             records, carry = text[:cut], text[cut:]
             if len(carry) > MAX_RECORD_CHARS:
@@ -228,19 +228,19 @@ def _transcoded_batches(path: Path, head: Head, file: str, skip_lines: int,
                 return
 
 
-def _record_end(text: str) -> int:
+def _record_end(text: bytes) -> int:
     """Where the last complete record ends: after the last newline outside quotes (the text
     starts at a record boundary, so an even count of quotes before a newline means it
     ends a record)."""
-    end = text.rfind("\n")
-    while end >= 0 and text.count('"', 0, end) % 2:
-        end = text.rfind("\n", 0, end)
+    end = text.rfind(b"\n")
+    while end >= 0 and text.count(b'"', 0, end) % 2:
+        end = text.rfind(b"\n", 0, end)
     return end + 1
 
 
-def _csv_text_frame(text: str, names: list[str], file: str) -> pl.DataFrame:
+def _csv_text_frame(data: bytes, names: list[str], file: str) -> pl.DataFrame:
     try:
-        df = pl.read_csv((text.replace("\x00", "") if "\x00" in text else text).encode("utf-8"),
+        df = pl.read_csv(data.replace(b"\x00", b"") if b"\x00" in data else data,
                          has_header=False,
                          new_columns=[f"column_{i}" for i in range(len(names))],
                          infer_schema=False, truncate_ragged_lines=True, raise_if_empty=False)
