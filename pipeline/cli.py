@@ -322,7 +322,7 @@ def schema(markdown: bool) -> None:
 @click.option("--single-file", "single", type=click.Choice(["utf-8", "utf-16-le",
                                                            "utf-16-le-bom"]),
               help="Instead of an inbox, one large tenant's historical-search summary in this "
-                   "encoding, of about --rows recipient rows (benchmarks).")
+                   "encoding, of about --rows CSV rows, one per message (benchmarks).")
 @click.pass_obj
 def generate(obj: dict, out: Path, preset: str, days: int | None, tenants: int | None,
              rows: int | None, end_date, seed: int,
@@ -344,7 +344,7 @@ def generate(obj: dict, out: Path, preset: str, days: int | None, tenants: int |
         target = out / "inbox" / "bigco" / f"historical_search_{single}.csv"
         n = gen.write_historical(target, rows or 1_000_000, single, days or 28,
                                  end_date.date() if end_date else gen.Spec.end, seed)
-        log.info("generate: %s: %s rows", target, f"{n:,}")
+        log.info("generate: %s: %s CSV rows", target, f"{n:,}")
         return
     spec = gen.Spec.preset(preset, days=days, tenants=tenants, rows=rows,
                            end=end_date.date() if end_date else None, seed=seed)

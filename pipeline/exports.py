@@ -128,7 +128,7 @@ def historical_summary(path: Path, rows: Sequence[Row], encoding: str = "utf-16-
 def historical_summary_stream(path: Path, days: Iterable[Sequence[Row]],
                               encoding: str = "utf-8") -> int:
     """The same report written a day at a time (for files of millions of rows); returns
-    the recipient rows written."""
+    the CSV rows written (one per message)."""
     codec = "utf-16-le" if encoding.startswith("utf-16") else encoding
     n = 0
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -137,9 +137,10 @@ def historical_summary_stream(path: Path, days: Iterable[Sequence[Row]],
             fh.write(b"\xff\xfe")
         fh.write(_csv(SUMMARY_FIELDS, []).encode(codec))
         for rows in days:
-            text = _csv(SUMMARY_FIELDS, summary_lines(rows))
+            lines = summary_lines(rows)
+            text = _csv(SUMMARY_FIELDS, lines)
             fh.write(text[text.index("\r\n") + 2:].encode(codec))
-            n += len(rows)
+            n += len(lines)
     return n
 
 

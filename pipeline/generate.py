@@ -164,11 +164,12 @@ def _detail_events(rows: list[dict]) -> list[dict]:
 
 def write_historical(path: Path, rows: int, encoding: str = "utf-8", days: int = 28,
                      end: date = Spec.end, seed: int = 7) -> int:
-    """One large tenant's historical-search summary report of about `rows` recipient rows
-    (the benchmark's single big file), written a day at a time."""
+    """One large tenant's historical-search summary report of about `rows` CSV rows, one
+    per message (~1.4 recipients each), written a day at a time: the benchmark's single big
+    file. Returns the CSV rows written."""
     t = Tenant("bigco", "bigco.com", random.Random(seed), 1)
     weekdays = sum(1 for i in range(days) if (end - timedelta(days=i)).weekday() < 5)
-    t.per_day = max(1, int(rows / 1.6 / (weekdays + 0.25 * (days - weekdays))))
+    t.per_day = max(1, round(rows / (weekdays + 0.25 * (days - weekdays))))
     span = [end - timedelta(days=days - 1 - i) for i in range(days)]
     written = exports.historical_summary_stream(
         path, (sorted(t.ordinary_day(d), key=lambda r: r["received_utc"]) for d in span),

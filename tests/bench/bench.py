@@ -77,6 +77,12 @@ def rows_in(lake: Path) -> int:
                       ).fetchall()[0][0]
 
 
+def csv_rows(path: Path) -> int:
+    """Records of a generated CSV (one per line, after the header)."""
+    with open(path, "rb") as fh:
+        return sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 24), b"")) - 1
+
+
 class Bench:
     def __init__(self, work: Path, scale: float, runs: int) -> None:
         self.work, self.scale, self.runs = work, scale, runs
@@ -96,7 +102,7 @@ class Bench:
     # ---------------------------------------------------------------- data
 
     def generate_single(self, rows: int, encoding: str) -> Path:
-        out = self.work / f"single-{encoding}-{rows}"
+        out = self.work / f"single-{encoding}-{rows}-lines"  # --rows: CSV rows
         path = out / "inbox" / "bigco" / f"historical_search_{encoding}.csv"
         if not path.exists():
             run([*RW, "-q", "generate", "--out", str(out), "--single-file", encoding,
@@ -137,7 +143,8 @@ class Bench:
         b, u8, u16 = (median_of(self.runs, bare), median_of(self.runs, lambda: ours(utf8)),
                       median_of(self.runs, lambda: ours(utf16)))
         got = rows_in(self.work / "ingest-lake")
-        self.note(f"single enhanced-summary file: {got:,} rows, {size / 1e6:,.0f} MB UTF-8", "")
+        self.note(f"single enhanced-summary file: {csv_rows(utf8):,} CSV rows, {size / 1e6:,.0f} "
+                  f"MB UTF-8, {got:,} rows in the lake", "")
         self.note("bare Polars scan_csv -> sink_parquet (UTF-8)",
                   f"{b.seconds:7.2f} s  {got / b.seconds / 1e6:5.2f} M rows/s  {b.peak_mb:6.0f} MB")
         self.note("relaywatch ingest (UTF-8)",
@@ -152,7 +159,7 @@ class Bench:
         lake = self.work / "mem-lake"
         shutil.rmtree(lake, ignore_errors=True)
         m = run([*RW, "-q", "ingest", str(path), "--tenant", "bigco", "--lake", str(lake)])
-        self.note(f"relaywatch ingest, {rows_in(lake):,}-row file",
+        self.note(f"relaywatch ingest, {csv_rows(path):,}-row file ({rows_in(lake):,} in lake)",
                   f"{m.seconds:7.2f} s  peak {m.peak_mb:,.0f} MB")
         self.target("ingest_10m_rows_peak_rss", m.peak_mb / 1024, 2.0, "GiB")
 
