@@ -198,3 +198,27 @@ def test_as_int_reads_plain_and_grouped_numbers(values: list[str | None]) -> Non
     reference = pl.col("a").str.replace_all(r"[,\s]", "").cast(pl.Int64, strict=False)
     assert (df.select(as_int(pl.col("a"))).to_series().to_list()
             == df.select(reference).to_series().to_list())
+
+
+@settings(max_examples=100)
+@given(st.lists(st.tuples(st.one_of(st.none(), address_text),
+                          st.sampled_from([None, "Incoming", "originating", " 2 ", "x"])),
+                min_size=1, max_size=30),
+       st.integers(1, 40))
+def test_with_distinct_equals_with_columns(pairs: list[tuple[str | None, str | None]],
+                                           repeat: int) -> None:
+    """The distinct-value path (taken for large frames; forced here) gives what evaluating
+    every row gives: one-column keys with two outputs, a three-column key, nulls."""
+    from unittest import mock
+
+    df = pl.DataFrame({"a": [a for a, _ in pairs] * repeat, "h": [h for _, h in pairs] * repeat},
+                      schema={"a": pl.String, "h": pl.String})
+    df = df.with_columns(d=nz.domain(nz.address(pl.col("a"))))
+    exprs = {
+        "addr": nz.address(pl.col("a")), "dom": nz.domain(nz.address(pl.col("a"))),
+        "direction": nz.direction(pl.col("d"), pl.col("d"), ["b.com", "*.c.org"], pl.col("h")),
+        "status": nz.event_outcome(pl.col("h")),
+    }
+    with mock.patch.object(nz, "_SMALL", 0):
+        distinct = nz.with_distinct(df, **exprs)
+    assert distinct.equals(df.with_columns(**exprs))
