@@ -173,13 +173,10 @@ def discover(paths: Iterable[Path], tenant: str | None) -> list[InputFile]:
 # ---------------------------------------------------------------- ingestion
 
 def file_sha256(path: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    size = 0
+    """SHA-256 and size of the file's bytes (read into one reused buffer)."""
     with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-            size += len(chunk)
-    return h.hexdigest(), size
+        digest = hashlib.file_digest(fh, "sha256")
+        return digest.hexdigest(), fh.tell()
 
 
 def _own_domains(lake: Lake, tenants: set[str]) -> dict[str, set[str]]:
