@@ -49,10 +49,8 @@ def with_distinct(df: pl.DataFrame, **exprs: pl.Expr) -> pl.DataFrame:
             continue
         tmp = {f"__distinct{i}": name for i, name in enumerate(group)}
         mapped = _evaluate(distinct, {t: group[n] for t, n in tmp.items()})
-        if len(roots) == 1:  # each row's place in `distinct` (nulls too), then a gather
-            key = keys.to_series()
-            at = key.replace_strict(distinct.to_series(), pl.int_range(
-                distinct.height, dtype=pl.UInt32, eager=True), default=None)
+        if len(roots) == 1:  # each row's place in `distinct`, then a gather
+            at = _places(keys.to_series(), distinct.to_series())
             df = df.with_columns(mapped.get_column(t).gather(at).alias(n)
                                  for t, n in tmp.items())
             continue
@@ -63,6 +61,12 @@ def with_distinct(df: pl.DataFrame, **exprs: pl.Expr) -> pl.DataFrame:
 
 
 _SMALL = 20_000  # rows
+
+
+def _places(values: pl.Series, distinct: pl.Series) -> pl.Series:
+    """Where each value stands in `distinct` (its distinct values, null included)."""
+    return values.replace_strict(distinct, pl.int_range(distinct.len(), dtype=pl.UInt32,
+                                                        eager=True), default=None)
 
 
 def _evaluate(df: pl.DataFrame, exprs: dict[str, pl.Expr]) -> pl.DataFrame:
@@ -98,8 +102,7 @@ def fix_where(s: pl.Series, needs: pl.Series, fix: Callable[[pl.Series], pl.Seri
     part = s.gather(at)
     distinct = part.unique()
     if distinct.len() * 2 < part.len():
-        fixed = fix(distinct).gather(part.replace_strict(distinct, pl.int_range(
-            distinct.len(), dtype=pl.UInt32, eager=True), default=None))
+        fixed = fix(distinct).gather(_places(part, distinct))
     else:
         fixed = fix(part)
     return fixed if at.len() == s.len() else out.scatter(at, fixed)
