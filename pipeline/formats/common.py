@@ -104,12 +104,13 @@ def parse_time_column(values: pl.Series, order: str) -> pl.Series:
     parser (every form relaywatch knows) only for the values that one did not read."""
     text = values.cast(pl.String)
     fast = iso_utc(text)
-    missed = fast.is_null() & text.is_not_null()
-    if not missed.any():
-        return fast.alias(values.name)
-    rest = text.filter(missed).str.strip_chars(" \t\r\n\x00\"")
-    full = pl.select(nz.timestamp(pl.lit(rest), order)).to_series()
-    return fast.scatter(missed.arg_true(), full).alias(values.name)
+
+    def full(rest: pl.Series) -> pl.Series:
+        rest = rest.str.strip_chars(" \t\r\n\x00\"")
+        return pl.select(nz.timestamp(pl.lit(rest), order)).to_series()
+
+    return nz.fix_where(text, fast.is_null() & text.is_not_null(), full, base=fast
+                        ).alias(values.name)
 
 
 def iso_utc(text: pl.Series) -> pl.Series:
