@@ -197,9 +197,9 @@ def _own_domains(lake: Lake, tenants: set[str]) -> dict[str, set[str]]:
 def _with_source(df: pl.DataFrame, parsed: Parsed, item: InputFile, sha: str) -> pl.DataFrame:
     return df.with_columns(
         pl.lit(item.tenant).alias("tenant"),
-        pl.lit(parsed.format).alias("source_format"),
-        pl.lit(item.display).alias("source_file"),
-        pl.lit(sha).alias("source_sha256"),
+        pl.lit(parsed.format, dtype=schema.CATEGORY).alias("source_format"),
+        pl.lit(item.display, dtype=schema.CATEGORY).alias("source_file"),
+        pl.lit(sha, dtype=schema.CATEGORY).alias("source_sha256"),
     )
 
 

@@ -141,11 +141,9 @@ class Lake:
             kept = self._append_staged(path, staged, part)
             if kept is not None:
                 return kept
-            part = pl.concat([pl.read_parquet(staged).select(table.file_columns()), part],
-                             how="vertical_relaxed")
+            part = pl.concat([pl.read_parquet(staged).select(table.file_exprs()), part])
         if path.exists():
-            part = pl.concat([pl.read_parquet(path).select(table.file_columns()), part],
-                             how="vertical_relaxed")
+            part = pl.concat([pl.read_parquet(path).select(table.file_exprs()), part])
         part = merge_duplicates(part)
         self._write(part, path)
         for p in staged or ():
@@ -164,8 +162,9 @@ class Lake:
         row, not the rows: rows whose (message, recipient) key repeats are merged in memory
         and written after the others. Needs every row to have a network message id and the
         parts to be in time order; else None, and the caller merges in memory."""
-        frames = [*(pl.scan_parquet(p) for p in ([path] if path.exists() else []) + staged),
-                  tail.lazy()]
+        columns = schema.MESSAGES.file_exprs()
+        frames = [*(pl.scan_parquet(p).select(columns)
+                    for p in ([path] if path.exists() else []) + staged), tail.lazy()]
         key = pl.struct("network_message_id", "recipient_address").hash()
         keys = pl.concat([f.select(key.alias("k"), "received_utc",
                                    pl.col("network_message_id").is_null().alias("no_id"))
@@ -174,10 +173,9 @@ class Lake:
             return None
         is_repeated = keys.get_column("k").is_duplicated()
         repeated = pl.lit(keys.get_column("k").filter(is_repeated).unique().implode())
-        columns = schema.MESSAGES.file_columns()
-        merged = merge_duplicates(pl.concat([f.filter(key.is_in(repeated)).select(columns)
+        merged = merge_duplicates(pl.concat([f.filter(key.is_in(repeated))
                                              for f in frames]).collect())
-        rows = [f.filter(~key.is_in(repeated)).select(columns) for f in frames]
+        rows = [f.filter(~key.is_in(repeated)) for f in frames]
         write_atomically(path, lambda tmp: pl.concat([*rows, merged.lazy()]).sink_parquet(
             tmp, compression="zstd", compression_level=1))
         for p in staged:

@@ -108,6 +108,7 @@ CREATE OR REPLACE MACRO outbound_hours(since, until) AS TABLE
 
 
 def duck_type(dtype: pl.DataType) -> str:
+    dtype = schema.text_type(dtype)
     if dtype == schema.UTC_TS:
         return "TIMESTAMPTZ"
     if dtype == schema.STR_LIST:

@@ -28,7 +28,8 @@ def lake_digest(lake: Path) -> dict[str, str]:
         files = sorted((lake / table).rglob("*.parquet"))
         if not files:
             continue
-        df = pl.read_parquet(files, hive_partitioning=True)
+        df = pl.concat([pl.read_parquet(f, hive_partitioning=True) for f in files],
+                       how="vertical_relaxed")  # dictionary and plain text alike: as text
         df = df.sort([c for c, t in df.schema.items() if not t.is_nested()])
         out[table] = hashlib.sha256(df.write_ndjson().encode()).hexdigest()
     return out
@@ -360,6 +361,43 @@ def test_a_day_bigger_than_the_buffer_is_staged_then_written_once(
     assert not any((tmp_path / "parts" / ".staging").iterdir())
     rows = pl.read_parquet(tmp_path / "parts" / "messages" / "tenant=bigco")
     assert rows.select("network_message_id", "recipient_address").is_duplicated().sum() == 0
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_partitions_written_with_plain_text_columns_merge_with_new_rows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, streamed: bool) -> None:
+    """A lake written before some text columns were stored as dictionaries (direction,
+    status, source_*) takes new rows for the same days, merged in memory or streamed from
+    staged parts, with the same content as a lake written by this version alone."""
+    from pipeline import formats, schema
+    from pipeline.generate import write_historical
+
+    whole, first, second = (tmp_path / "in" / f"{n}.csv" for n in ("whole", "first", "second"))
+    write_historical(whole, 3000, "utf-8", days=1)
+    header, *body = whole.read_text().splitlines()
+    half = len(body) // 2   # the second file goes on where the first stops
+    first.write_text("\n".join([header, *body[:half]]) + "\n")
+    second.write_text("\n".join([header, *body[half:]]) + "\n")
+    ingest([first, second], Settings(lake=tmp_path / "new"), tenant="bigco")
+    ingest([first], Settings(lake=tmp_path / "old"), tenant="bigco")
+    dictionary = [c.name for c in schema.MESSAGES.columns if c.dtype == schema.CATEGORY]
+    assert {"direction", "status", "source_file"} <= set(dictionary)
+    partitions = sorted((tmp_path / "old" / "messages").rglob("*.parquet"))
+    for path in partitions:   # as the earlier writer left them
+        pl.read_parquet(path).with_columns(pl.col(dictionary).cast(pl.String)).write_parquet(path)
+    assert pl.read_parquet_schema(partitions[0])["direction"] == pl.String
+    appended: list[object] = []
+    if streamed:
+        monkeypatch.setattr(formats, "STREAM_BYTES", 1)
+        monkeypatch.setattr(formats, "STREAM_ROWS", 250)
+        real_append = Lake._append_staged
+        monkeypatch.setattr(Lake, "_append_staged", lambda self, *a: appended.append(
+            real_append(self, *a)) or appended[-1])
+    ingest([second], Settings(lake=tmp_path / "old", flush_rows=1000 if streamed else 10**6),
+           tenant="bigco")
+    assert len(appended) == (1 if streamed else 0) and None not in appended
+    assert lake_digest(tmp_path / "old") == lake_digest(tmp_path / "new")
+    assert pl.read_parquet_schema(partitions[0])["direction"] == schema.CATEGORY
 
 
 def test_accepted_domains_already_in_the_lake_decide_direction(build, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import polars as pl
 
 from pipeline import normalize as nz
+from pipeline import schema
 from pipeline.formats import events
 from pipeline.formats.common import (
     Context, Parsed, TabularFormat, any_of, as_int, col, parse_times, reject_rows,
@@ -21,7 +22,8 @@ def finish_messages(df: pl.DataFrame, ctx: Context, fmt: str, own: tuple[str, ..
             ("sender", "sender_address"), ("recipient", "recipient_address"),
             ("envelope", "envelope_sender")) if f"{kind}_domain" not in df.columns})
     df = nz.with_distinct(df, direction=nz.direction(
-        pl.col("sender_domain"), pl.col("recipient_domain"), list(own), hint))
+        pl.col("sender_domain"), pl.col("recipient_domain"), list(own), hint)
+        .cast(schema.CATEGORY))
     good, rejects = reject_rows(df, [
         (pl.col("received_utc").is_null(), "unparseable or missing timestamp",
          pl.col("_raw_time")),
@@ -46,7 +48,7 @@ def parse_trace(df: pl.DataFrame, ctx: Context) -> Parsed:
         df,
         _sender=nz.address(col(df, "senderaddress")),
         _recipient=nz.address(col(df, "recipientaddress")),
-        _status=nz.trace_status(col(df, "status")),
+        _status=nz.trace_status(col(df, "status")).cast(schema.CATEGORY),
         _from_ip=nz.ip(col(df, "fromip")),
         _to_ip=nz.ip(col(df, "toip")),
     )

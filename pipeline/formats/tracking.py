@@ -11,6 +11,7 @@ from pathlib import Path
 import polars as pl
 
 from pipeline import normalize as nz
+from pipeline import schema
 from pipeline.errors import InputFormatError
 from pipeline.formats import events
 from pipeline.formats.common import (
@@ -134,7 +135,8 @@ def parse_enhanced(df: pl.DataFrame, ctx: Context) -> Parsed:
     rows = nz.with_distinct(
         rows,
         recipient_address=recipient, recipient_domain=nz.domain(recipient),
-        status=nz.event_outcome(pl.col("_r").str.extract(r"([^,#]*)$", 1).str.strip_chars()),
+        status=nz.event_outcome(pl.col("_r").str.extract(r"([^,#]*)$", 1).str.strip_chars())
+        .cast(schema.CATEGORY),
     ).drop("_r")
     parsed = finish_messages(rows, ctx, "historical_search_summary", ctx.own_domains,
                              pl.col("_hint"))
