@@ -345,6 +345,8 @@ def direction(sender_domain: pl.Expr, recipient_domain: pl.Expr, own: list[str],
     Mail to an outside recipient is outbound whatever its sender domain: a relay of
     unregistered-domain mail is exactly what must count as outbound.
     """
+    sender_domain, recipient_domain = (d.cast(pl.String) for d in (sender_domain,
+                                                                   recipient_domain))
     own_exact = [d for d in own if not d.startswith("*.")]
     own_sub = [d[2:] for d in own if d.startswith("*.")]
 

@@ -18,7 +18,8 @@ def finish_messages(df: pl.DataFrame, ctx: Context, fmt: str, own: tuple[str, ..
     """Domains, direction and row checks shared by every message format (a parser that
     already has a domain column, worked out with its address, keeps it)."""
     df = nz.with_distinct(df, **{
-        f"{kind}_domain": nz.domain(pl.col(address)) for kind, address in (
+        f"{kind}_domain": nz.domain(pl.col(address)).cast(schema.CATEGORY)
+        for kind, address in (
             ("sender", "sender_address"), ("recipient", "recipient_address"),
             ("envelope", "envelope_sender")) if f"{kind}_domain" not in df.columns})
     df = nz.with_distinct(df, direction=nz.direction(

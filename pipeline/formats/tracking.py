@@ -106,7 +106,7 @@ def parse_enhanced(df: pl.DataFrame, ctx: Context) -> Parsed:
     times = parse_times(df, ctx, ["origintimestamputc", "origintimestamp"])
     sender = nz.address(col(df, "senderaddress"))
     df = df.with_columns(sender_address=sender).with_columns(
-        sender_domain=nz.domain(pl.col("sender_address")),
+        sender_domain=nz.domain(pl.col("sender_address")).cast(schema.CATEGORY),
         connector=nz.blank_to_null(nz.after_backslash(col(df, "connectorid"))),
         client_ip=nz.ip(col(df, "originalclientip")),
     )
@@ -116,7 +116,7 @@ def parse_enhanced(df: pl.DataFrame, ctx: Context) -> Parsed:
         col(df, "origintimestamputc", "origintimestamp").alias("_raw_time"),
         pl.col("sender_address"), pl.col("sender_domain"),
         pl.lit(None, dtype=pl.String).alias("envelope_sender"),
-        pl.lit(None, dtype=pl.String).alias("envelope_domain"),
+        pl.lit(None, dtype=schema.CATEGORY).alias("envelope_domain"),
         nz.blank_to_null(col(df, "messagesubject")).alias("subject"),
         as_int(col(df, "totalbytes")).alias("size_bytes"),
         nz.blank_to_null(col(df, "messageid")).alias("message_id"),
@@ -124,7 +124,7 @@ def parse_enhanced(df: pl.DataFrame, ctx: Context) -> Parsed:
         .alias("network_message_id"),
         pl.col("connector"), pl.col("client_ip"),
         pl.lit(None, dtype=pl.Boolean).alias("spam_verdict"),
-        col(df, "directionality").alias("_hint"),
+        col(df, "directionality").cast(schema.CATEGORY).alias("_hint"),  # few values
         col(df, "recipientstatus").str.split(";").alias("_r"),
     )
     rows = messages.explode("_r").filter(
@@ -134,7 +134,8 @@ def parse_enhanced(df: pl.DataFrame, ctx: Context) -> Parsed:
     recipient = nz.address(pl.col("_r").str.replace(r"##[^#]*$", ""))
     rows = nz.with_distinct(
         rows,
-        recipient_address=recipient, recipient_domain=nz.domain(recipient),
+        recipient_address=recipient,
+        recipient_domain=nz.domain(recipient).cast(schema.CATEGORY),
         status=nz.event_outcome(pl.col("_r").str.extract(r"([^,#]*)$", 1).str.strip_chars())
         .cast(schema.CATEGORY),
     ).drop("_r")
