@@ -105,8 +105,8 @@ def parse_enhanced(df: pl.DataFrame, ctx: Context) -> Parsed:
     is done once per message, not once per recipient."""
     times = parse_times(df, ctx, ["origintimestamputc", "origintimestamp"])
     sender = nz.address(col(df, "senderaddress"))
-    df = df.with_columns(sender_address=sender).with_columns(
-        sender_domain=nz.domain(pl.col("sender_address")).cast(schema.CATEGORY),
+    df = nz.with_distinct(df, sender_address=sender,
+                          sender_domain=nz.domain(sender).cast(schema.CATEGORY)).with_columns(
         connector=nz.blank_to_null(nz.after_backslash(col(df, "connectorid"))),
         client_ip=nz.ip(col(df, "originalclientip")),
     )
