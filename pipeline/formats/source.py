@@ -12,7 +12,7 @@ import csv
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,45 +187,83 @@ MAX_RECORD_CHARS = 64 * 2**20
 
 def _transcoded_batches(path: Path, head: Head, file: str, skip_lines: int,
                         rows: int) -> Iterator[pl.DataFrame]:
+    """A chunk of the file at a time, read into one reused buffer and cut after its last
+    newline before it is decoded (no copy: the decoder reads a view of the buffer), so
+    each chunk is whole records and the next read starts where this one was cut. A cut
+    inside a quoted field (an odd count of quotes before it) moves back to the last
+    newline outside quotes; a record longer than the buffer doubles it."""
     codec = head.encoding.replace("-bom", "")
-    width = 2 if codec.startswith("utf-16") else 1
-    decoder = codecs.getincrementaldecoder(codec)(errors="strict")
+    newline = "\n".encode(codec)  # b"\n\x00" in UTF-16LE: one code unit
+    decode = codecs.getdecoder(codec)  # stateless: each piece is whole characters
+    buf = bytearray(rows * _AVERAGE_RECORD_BYTES * len(newline))
     names: list[str] | None = None
-    carry, offset, first_line = b"", 0, skip_lines + 2
+    offset, first_line = 0, skip_lines + 2
     with open(path, "rb") as src:
         while True:
-            chunk = src.read(rows * _AVERAGE_RECORD_BYTES * width)
-            try:
-                text = carry + decoder.decode(chunk, final=not chunk).encode("utf-8")
-            except UnicodeDecodeError as exc:
-                where = (f"the file ends in the middle of a {codec} character (truncated "
-                         "download)") if not chunk else f"invalid {codec} at byte {offset + exc.start}"
-                raise InputFormatError(file, None, where, "export the file again; it is "
-                                       "damaged or not in the encoding it claims") from None
-            offset += len(chunk)
+            src.seek(offset)
+            n = src.readinto(buf)
+            at_end = n < len(buf)
+            cut = n if at_end else _last_newline(buf, n, newline)
+            text = _decoded(decode, memoryview(buf)[:cut], codec, file, offset, at_end)
             if names is None:
-                text = text.removeprefix(codecs.BOM_UTF8)
-                lines = text.split(b"\n", skip_lines + 1)
-                if len(lines) <= skip_lines + 1 and chunk:
-                    carry = text
+                lines = text.removeprefix(codecs.BOM_UTF8).split(b"\n", skip_lines + 1)
+                if len(lines) > skip_lines + 1 or at_end:
+                    header = lines[skip_lines].decode("utf-8").rstrip("\r").replace("\x00", "")
+                    names = next(csv.reader([header]), [])
+                    rest = lines[skip_lines + 1] if len(lines) > skip_lines + 1 else b""
+                    offset += cut - _raw_length(rest, codec)  # the first record's start
                     continue
-                header = lines[skip_lines].decode("utf-8").rstrip("\r").replace("\x00", "")
-                names = next(csv.reader([header]), [])
-                text = lines[skip_lines + 1] if len(lines) > skip_lines + 1 else b""
-            cut = _record_end(text) if chunk else len(text)
-            records, carry = text[:cut], text[cut:]
-            if len(carry) > MAX_RECORD_CHARS:
-                raise InputFormatError(
-                    file, first_line, f"a quoted field runs on for over {MAX_RECORD_CHARS:,} "
-                    "characters (a quote that never closes)",
-                    "check that the file is a complete CSV export")
-            if records and not records.isspace():
-                df = _csv_text_frame(records, names, file)
+                text = b""  # the header runs on past the buffer
+            if not at_end and text.count(b'"') % 2:  # the cut fell inside a quoted field
+                end = _record_end(text)
+                cut -= _raw_length(text[end:], codec)
+                text = text[:end]
+            if not text and not at_end:  # not one whole record (or header) in the buffer
+                if len(buf) // len(newline) > MAX_RECORD_CHARS:
+                    raise InputFormatError(
+                        file, first_line, f"a quoted field runs on for over "
+                        f"{MAX_RECORD_CHARS:,} characters (a quote that never closes)",
+                        "check that the file is a complete CSV export")
+                buf = bytearray(len(buf) * 2)
+                continue
+            offset += cut
+            if text and not text.isspace():
+                df = _csv_text_frame(text, names, file)
                 yield df.with_columns((pl.int_range(pl.len(), dtype=pl.Int64) + first_line)
                                       .alias("_line"))
                 first_line += df.height
-            if not chunk:
+            if at_end:
                 return
+
+
+def _last_newline(buf: bytearray, n: int, newline: bytes) -> int:
+    """Where the buffer's last whole line ends (0: no newline); in UTF-16 only a newline
+    at a code unit's place counts."""
+    at = buf.rfind(newline, 0, n)
+    while at > 0 and at % len(newline):
+        at = buf.rfind(newline, 0, at + 1)
+    return at + len(newline) if at >= 0 else 0
+
+
+def _raw_length(text: bytes, codec: str) -> int:
+    """How many bytes of the file UTF-8 `text` was decoded from."""
+    return len(text.decode("utf-8").encode(codec))
+
+
+def _decoded(decode: Callable[..., tuple[str, int]], raw: memoryview, codec: str, file: str,
+             offset: int, at_end: bool) -> bytes:
+    """The raw piece as UTF-8 bytes."""
+    try:
+        text, used = decode(raw, "strict")
+    except UnicodeDecodeError as exc:
+        raise InputFormatError(file, None, f"invalid {codec} at byte {offset + exc.start}",
+                               "export the file again; it is damaged or not in the encoding "
+                               "it claims") from None
+    if used < len(raw):  # only the file's last piece can end part-way through a character
+        raise InputFormatError(file, None, f"the file ends in the middle of a {codec} "
+                               "character (truncated download)",
+                               "download or export the file again")
+    return text.encode("utf-8")
 
 
 def _record_end(text: bytes) -> int:
