@@ -222,3 +222,16 @@ def test_with_distinct_equals_with_columns(pairs: list[tuple[str | None, str | N
     with mock.patch.object(nz, "_SMALL", 0):
         distinct = nz.with_distinct(df, **exprs)
     assert distinct.equals(df.with_columns(**exprs))
+
+
+@given(st.lists(st.one_of(st.none(), st.text(st.sampled_from(
+    "aZ09-{} \t\r\n\x00İǅß"), max_size=12), st.text(max_size=12)), min_size=1, max_size=20))
+def test_network_message_id_is_trimmed_then_lower_cased(values: list[str | None]) -> None:
+    """Lower-casing before trimming gives what trimming first gives, on any text."""
+    import polars as pl
+
+    s = pl.Series(values, dtype=pl.String)
+    want = s.str.strip_chars(" \t\r\n\x00").str.to_lowercase()
+    want = want.set(want.str.len_bytes() == 0, None)  # type: ignore[arg-type]
+    got = pl.select(nz.network_message_id(pl.lit(s))).to_series()
+    assert got.to_list() == want.to_list()

@@ -64,7 +64,7 @@ def parse_trace(df: pl.DataFrame, ctx: Context) -> Parsed:
         nz.blank_to_null(col(df, "subject")).alias("subject"),
         as_int(col(df, "size")).alias("size_bytes"),
         nz.blank_to_null(col(df, "messageid")).alias("message_id"),
-        nz.blank_to_null(col(df, "messagetraceid", "id")).str.to_lowercase()
+        nz.network_message_id(col(df, "messagetraceid", "id"))
         .alias("network_message_id"),
         pl.col("_from_ip").alias("client_ip"),
         pl.col("_to_ip").alias("to_ip"),
@@ -89,7 +89,7 @@ def parse_detail(df: pl.DataFrame, ctx: Context) -> Parsed:
         pl.lit(None, dtype=pl.String).alias("subject"),
         pl.lit(None, dtype=pl.Int64).alias("size_bytes"),
         nz.blank_to_null(col(df, "messageid")).alias("message_id"),
-        nz.blank_to_null(col(df, "messagetraceid")).str.to_lowercase()
+        nz.network_message_id(col(df, "messagetraceid"))
         .alias("network_message_id"),
         pl.lit(None, dtype=pl.String).alias("connector"),
         pl.lit(None, dtype=pl.String).alias("client_ip"),

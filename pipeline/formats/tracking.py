@@ -67,7 +67,7 @@ def parse_events(df: pl.DataFrame, ctx: Context, fmt: str) -> Parsed:
         nz.blank_to_null(col(df, "messagesubject")).alias("subject"),
         as_int(col(df, "totalbytes")).alias("size_bytes"),
         nz.blank_to_null(col(df, "messageid")).alias("message_id"),
-        nz.blank_to_null(col(df, "networkmessageid")).str.to_lowercase()
+        nz.network_message_id(col(df, "networkmessageid"))
         .alias("network_message_id"),
         nz.blank_to_null(connector).alias("connector"),
         nz.ip(pl.coalesce(nz.blank_to_null(col(df, "clientip")),
@@ -120,7 +120,7 @@ def parse_enhanced(df: pl.DataFrame, ctx: Context) -> Parsed:
         nz.blank_to_null(col(df, "messagesubject")).alias("subject"),
         as_int(col(df, "totalbytes")).alias("size_bytes"),
         nz.blank_to_null(col(df, "messageid")).alias("message_id"),
-        nz.blank_to_null(col(df, "networkmessageid")).str.to_lowercase()
+        nz.network_message_id(col(df, "networkmessageid"))
         .alias("network_message_id"),
         pl.col("connector"), pl.col("client_ip"),
         pl.lit(None, dtype=pl.Boolean).alias("spam_verdict"),
