@@ -125,7 +125,7 @@ def read(path: Path, sniffed: Sniffed, ctx: Context) -> Parsed:
 # Files bigger than this, in a format whose rows stand alone, are parsed a part at a time.
 STREAM_BYTES = 64 * 2**20
 STREAM_ROWS = 100_000
-PARTS_AHEAD = 2  # per core
+PARTS_AHEAD = 1  # per core: two per core were no faster and held ~170 MB more
 STREAMABLE = {"historical_search_summary", "message_trace"}
 
 
