@@ -42,18 +42,26 @@ def with_distinct(df: pl.DataFrame, **exprs: pl.Expr) -> pl.DataFrame:
     for name, expr in exprs.items():
         groups.setdefault(tuple(sorted(set(expr.meta.root_names()))), {})[name] = expr
     for roots, group in groups.items():
-        keys = df.select(roots) if roots else None
-        distinct = keys.unique() if keys is not None else None
-        if keys is None or distinct is None or distinct.height * 2 > keys.height:
+        if not roots:
             df = _evaluate(df, group)
             continue
-        tmp = {f"__distinct{i}": name for i, name in enumerate(group)}
-        mapped = _evaluate(distinct, {t: group[n] for t, n in tmp.items()})
-        if len(roots) == 1:  # each row's place in `distinct`, then a gather
-            at = _places(keys.to_series(), distinct.to_series())
+        keys = df.select(roots)
+        if len(roots) == 1:  # each row's place among the distinct values, then a gather
+            distinct, at = distinct_places(keys.to_series())
+            if distinct.len() * 2 > keys.height:
+                df = _evaluate(df, group)
+                continue
+            tmp = {f"__distinct{i}": name for i, name in enumerate(group)}
+            mapped = _evaluate(distinct.to_frame(), {t: group[n] for t, n in tmp.items()})
             df = df.with_columns(mapped.get_column(t).gather(at).alias(n)
                                  for t, n in tmp.items())
             continue
+        combos = keys.unique()
+        if combos.height * 2 > keys.height:
+            df = _evaluate(df, group)
+            continue
+        tmp = {f"__distinct{i}": name for i, name in enumerate(group)}
+        mapped = _evaluate(combos, {t: group[n] for t, n in tmp.items()})
         joined = keys.join(mapped, on=list(roots), how="left", nulls_equal=True,
                            maintain_order="left")
         df = df.with_columns(joined.select(pl.col(t).alias(n) for t, n in tmp.items()))
@@ -63,10 +71,22 @@ def with_distinct(df: pl.DataFrame, **exprs: pl.Expr) -> pl.DataFrame:
 _SMALL = 20_000  # rows
 
 
-def _places(values: pl.Series, distinct: pl.Series) -> pl.Series:
-    """Where each value stands in `distinct` (its distinct values, null included)."""
-    return values.replace_strict(distinct, pl.int_range(distinct.len(), dtype=pl.UInt32,
-                                                        eager=True), default=None)
+def distinct_places(values: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """The distinct values (null last, when there is one) and each value's place among them.
+    Text takes one hash pass: a throwaway category mapping numbers values in order of
+    appearance (unique() and then a lookup of every value cost twice as much)."""
+    if values.dtype != pl.String:
+        distinct = values.unique()
+        return distinct, values.replace_strict(
+            distinct, pl.int_range(distinct.len(), dtype=pl.UInt32, eager=True), default=None)
+    mapping = pl.Categories.random()
+    coded = values.cast(pl.Categorical(mapping))  # the mapping lives as long as a column uses it
+    distinct = mapping.to_series().cast(pl.String).alias(values.name)
+    places = coded.to_physical()
+    if places.has_nulls():
+        places = places.fill_null(distinct.len())
+        distinct = distinct.extend_constant(None, 1)
+    return distinct, places
 
 
 def _evaluate(df: pl.DataFrame, exprs: dict[str, pl.Expr]) -> pl.DataFrame:
@@ -100,9 +120,9 @@ def fix_where(s: pl.Series, needs: pl.Series, fix: Callable[[pl.Series], pl.Seri
         return out
     at = needs.arg_true()
     part = s.gather(at)
-    distinct = part.unique()
+    distinct, places = distinct_places(part)
     if distinct.len() * 2 < part.len():
-        fixed = fix(distinct).gather(_places(part, distinct))
+        fixed = fix(distinct).gather(places)
     else:
         fixed = fix(part)
     return fixed if at.len() == s.len() else out.scatter(at, fixed)

@@ -218,6 +218,7 @@ def test_with_distinct_equals_with_columns(pairs: list[tuple[str | None, str | N
         "addr": nz.address(pl.col("a")), "dom": nz.domain(nz.address(pl.col("a"))),
         "direction": nz.direction(pl.col("d"), pl.col("d"), ["b.com", "*.c.org"], pl.col("h")),
         "status": nz.event_outcome(pl.col("h")),
+        "filled": pl.col("a").fill_null("none"),  # a null key maps to a value too
     }
     with mock.patch.object(nz, "_SMALL", 0):
         distinct = nz.with_distinct(df, **exprs)
@@ -235,3 +236,14 @@ def test_network_message_id_is_trimmed_then_lower_cased(values: list[str | None]
     want = want.set(want.str.len_bytes() == 0, None)  # type: ignore[arg-type]
     got = pl.select(nz.network_message_id(pl.lit(s))).to_series()
     assert got.to_list() == want.to_list()
+
+
+@given(st.lists(st.one_of(st.none(), st.text(max_size=6)), max_size=40),
+       st.sampled_from([pl.String, pl.Categorical]))
+def test_distinct_places_point_back_at_every_value(values: list[str | None], dtype) -> None:
+    """Each value's place holds that value (null included), and each distinct value is
+    there once, whatever the column's type."""
+    s = pl.Series("v", values, dtype=pl.String).cast(dtype)
+    distinct, places = nz.distinct_places(s)
+    assert distinct.dtype == s.dtype and distinct.n_unique() == distinct.len()
+    assert distinct.gather(places).to_list() == s.to_list()
