@@ -9,10 +9,12 @@ DuckDB may read the lake folder and nothing else, and the setting is locked.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date
@@ -25,6 +27,7 @@ import polars as pl
 from pipeline import schema
 from pipeline.errors import ConfigError, LakeError
 
+log = logging.getLogger("relaywatch")
 QUERIES = Path(__file__).resolve().parent.parent / "queries"
 # The message columns the detections read; only these, and only the lookback's days, are
 # loaded (once) for a detect run. The detections identify a message by
@@ -379,8 +382,11 @@ class Session:
             raise ConfigError(f"query {name}: missing parameter(s) "
                               + ", ".join(f"-p {m} VALUE" for m in missing))
         bound = {k: params[k] for k in query.params}
+        started = time.monotonic()
         try:
-            return self.con.sql(query.sql, params=bound or None).pl()
+            out = self.con.sql(query.sql, params=bound or None).pl()
+            log.debug("query %s: %d rows, %.2f s", name, out.height, time.monotonic() - started)
+            return out
         except duckdb.ConversionException as exc:
             raise ConfigError(f"query {name}: a parameter has the wrong type ({exc}); "
                               f"`relaywatch query show {name}` shows what each expects") from None

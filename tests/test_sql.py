@@ -259,3 +259,15 @@ def test_a_session_over_some_tables_opens_only_their_views(sample_lake: Path) ->
         assert files > 0 and s.frame("SELECT count(*) AS n FROM ingest_log")["n"][0] == files
         with pytest.raises(LakeError, match="messages does not exist"):
             s.frame("SELECT count(*) FROM messages")
+
+
+def test_debug_log_gives_each_named_query_its_rows_and_time(sample_lake: Path, caplog) -> None:
+    """`--debug` says how long each query took (which one grows with the history)."""
+    import logging
+    import re
+
+    with caplog.at_level(logging.DEBUG, logger="relaywatch"):
+        got = run(sample_lake, "top_senders", tenant="contoso", since="2026-11-01",
+                  until="2026-11-28", limit=5)
+    assert got.height > 0
+    assert re.search(rf"query top_senders: {got.height} rows, \d+\.\d\d s", caplog.text)
