@@ -102,6 +102,29 @@ def test_historical_summary_utf16_without_bom() -> None:
     assert r["direction"] == "outbound"  # Originating
 
 
+@pytest.mark.parametrize("statuses,want", [
+    ("a@x.com##Receive, Deliver;;b@y.com##Receive, Fail; ", ["a@x.com", "b@y.com"]),
+    ("a@x.com##Receive, Deliver;b@y.com##Receive, Fail", ["a@x.com", "b@y.com"]),
+    (None, [None]),  # no recipient at all: the message is kept, as a row without one
+])
+def test_historical_summary_empty_recipient_entries_are_skipped(tmp_path, statuses,
+                                                                want) -> None:
+    import polars as pl
+
+    df = pl.DataFrame({"origin_timestamp_utc": ["2026-11-20T08:00:00.1234567Z"],
+                       "sender_address": ["s@z.com"], "recipient_status": [statuses],
+                       "network_message_id": ["6f1c0000-0000-0000-0000-000000000001"]},
+                      schema={c: pl.String for c in ("origin_timestamp_utc", "sender_address",
+                              "recipient_status", "network_message_id")})
+    path = tmp_path / "summary.csv"
+    df.write_csv(path)
+    p = parse(path)
+    assert p.format == "historical_search_summary" and p.rejects.height == 0
+    assert p.rows["recipient_address"].to_list() == want
+    assert p.rows["status"].to_list() == [
+        {"a@x.com": "delivered", "b@y.com": "failed", None: None}[r] for r in want]
+
+
 def test_historical_extended_events_and_spam_verdict() -> None:
     p = parse(DATA / "historical_extended_tostka.csv")
     assert p.format == "historical_search_extended"

@@ -247,3 +247,17 @@ def test_distinct_places_point_back_at_every_value(values: list[str | None], dty
     distinct, places = nz.distinct_places(s)
     assert distinct.dtype == s.dtype and distinct.n_unique() == distinct.len()
     assert distinct.gather(places).to_list() == s.to_list()
+
+
+def test_exchange_online_seven_digit_times_take_the_short_path_and_read_the_same() -> None:
+    """A column wholly in Exchange Online's form (7 fraction digits and Z, the common case)
+    is read with fewer passes, to the same values as the full parser; an impossible date
+    in it stays null."""
+    from pipeline.formats.common import iso_utc, parse_time_column
+
+    raw = pl.Series("t", ["2026-10-31T00:00:05.6657079Z", "2026-02-28T23:59:59.0000001Z",
+                          "2026-02-30T00:00:00.1234567Z", "2024-02-29T12:00:00.9999999Z"])
+    full = pl.select(nz.timestamp(pl.lit(raw), "ymd")).to_series()
+    assert iso_utc(raw).to_list() == full.to_list()
+    assert parse_time_column(raw, "ymd").to_list() == full.to_list()
+    assert full.null_count() == 1 and full[0].microsecond == 665707

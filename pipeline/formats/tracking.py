@@ -127,9 +127,11 @@ def parse_enhanced(df: pl.DataFrame, ctx: Context) -> Parsed:
         col(df, "directionality").cast(schema.CATEGORY).alias("_hint"),  # few values
         col(df, "recipientstatus").str.split(";").alias("_r"),
     )
-    rows = messages.explode("_r").filter(
-        pl.col("_r").is_null() | (pl.col("_r").str.strip_chars().str.len_chars() > 0)
-    )
+    rows = messages.explode("_r")
+    kept = rows.select(pl.col("_r").is_null()
+                       | (pl.col("_r").str.strip_chars().str.len_bytes() > 0)).to_series()
+    if not kept.all():  # empty entries (`a##Deliver;;b##...`) are rare: no copy without
+        rows = rows.filter(kept)
     # split on the last "##": the address part may itself hold quotes or '#'
     recipient = nz.address(pl.col("_r").str.replace(r"##[^#]*$", ""))
     rows = nz.with_distinct(
