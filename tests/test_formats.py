@@ -247,3 +247,28 @@ def test_utf16_quote_that_never_closes_is_refused_with_its_line(tmp_path, monkey
     with pytest.raises(InputFormatError) as exc:
         list(source.read_csv_batches(path, head, "t.csv", 0, 2))
     assert str(exc.value).startswith("t.csv:3: a quoted field runs on for over 2,000 characters")
+
+
+def test_pending_chunks_number_lines_in_file_order_whichever_is_read_first() -> None:
+    """Transcoded chunks read on other threads: the second may be read before the first,
+    and its lines still follow the first's; a chunk that cannot be read fails the ones
+    after it too (nothing is numbered from a guess)."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from pipeline.formats.source import Pending
+
+    start: Future[int] = Future()
+    first = Pending(b'"a@x.com","1"\n"b@x.com","2"\n', ["Sender", "N"], "t.csv", start)
+    second = Pending(b'"c@x.com","3"\n', ["Sender", "N"], "t.csv", first.end)
+    with ThreadPoolExecutor(1) as pool:
+        later = pool.submit(second.frame)   # waits for the first chunk's count
+        start.set_result(2)
+        assert first.frame()["_line"].to_list() == [2, 3]
+        assert later.result()["_line"].to_list() == [4]
+    broken_start: Future[int] = Future()
+    broken_start.set_exception(InputFormatError("t.csv", None, "not readable as CSV", "fix"))
+    after = Pending(b'"d@x.com","4"\n', ["Sender", "N"], "t.csv", broken_start)
+    with pytest.raises(InputFormatError):
+        after.frame()
+    with pytest.raises(InputFormatError):
+        Pending(b'"e@x.com","5"\n', ["Sender", "N"], "t.csv", after.end).frame()

@@ -24,7 +24,8 @@ from pipeline.errors import InputFormatError
 from pipeline.formats import audit, config, messagetrace, tracking
 from pipeline.formats.common import Context, Parsed, TabularFormat, reject_rows
 from pipeline.formats.source import (
-    Head, read_csv_batches, read_csv_frame, read_head, read_json_records, records_frame,
+    Head, Pending, read_csv_batches, read_csv_frame, read_head, read_json_records,
+    records_frame,
 )
 from pipeline.normalize import header_key
 
@@ -138,10 +139,13 @@ def read_parts(path: Path, sniffed: Sniffed, ctx: Context) -> Iterator[Parsed]:
         yield read(path, sniffed, ctx)
         return
 
-    def parse(df: pl.DataFrame) -> Parsed:
+    def parse(df: pl.DataFrame | Pending) -> Parsed:
+        if isinstance(df, Pending):  # a transcoded chunk, read here (beside the decoding)
+            df = df.frame()
         return without_oversized_fields(_parse_csv(df, sniffed, ctx))
 
-    batches = read_csv_batches(path, sniffed.head, ctx.file, sniffed.skip_lines, STREAM_ROWS)
+    batches = read_csv_batches(path, sniffed.head, ctx.file, sniffed.skip_lines, STREAM_ROWS,
+                               pending=True)
     first = next(batches, None)
     if first is None:
         return

@@ -13,8 +13,9 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -160,13 +161,38 @@ def read_csv_frame(path: Path, head: Head, file: str, skip_lines: int = 0,
     return df.with_columns((pl.col("_row").cast(pl.Int64) + first + 1).alias("_line")).drop("_row")
 
 
-def read_csv_batches(path: Path, head: Head, file: str, skip_lines: int,
-                     rows: int) -> Iterator[pl.DataFrame]:
+@dataclass
+class Pending:
+    """A transcoded chunk of whole records not yet read into a frame. Reading it can be
+    left to any thread (the decoding itself holds the interpreter lock, the CSV reading
+    does not): its line numbers go on from the chunk before, once that one is read."""
+
+    text: bytes
+    names: list[str]
+    file: str
+    start: Future[int]  # this chunk's first line
+    end: Future[int] = field(default_factory=Future)  # the next chunk's first line
+
+    def frame(self) -> pl.DataFrame:
+        try:
+            df = _csv_text_frame(self.text, self.names, self.file)
+            first = self.start.result()
+        except BaseException as exc:
+            self.end.set_exception(exc)  # the chunks after this one fail the same way
+            raise
+        self.end.set_result(first + df.height)
+        return df.with_columns((pl.int_range(pl.len(), dtype=pl.Int64) + first).alias("_line"))
+
+
+def read_csv_batches(path: Path, head: Head, file: str, skip_lines: int, rows: int,
+                     pending: bool = False) -> Iterator[pl.DataFrame | Pending]:
     """The same frames as read_csv_frame, about `rows` records at a time, streamed: a file of
     any size is never held in memory whole. UTF-16 and other encodings are transcoded a
-    chunk at a time in memory, cut at record boundaries (no temporary copy)."""
+    chunk at a time in memory, cut at record boundaries (no temporary copy); with
+    `pending`, those chunks come unread, for the caller's threads to read."""
     if head.encoding not in ("utf-8", "utf-8-sig"):
-        yield from _transcoded_batches(path, head, file, skip_lines, rows)
+        for chunk in _transcoded_batches(path, head, file, skip_lines, rows):
+            yield chunk if pending else chunk.frame()
         return
     lf = pl.scan_csv(path, infer_schema=False, skip_lines=skip_lines, row_index_name="_row",
                      truncate_ragged_lines=True, raise_if_empty=False, encoding="utf8")
@@ -186,7 +212,7 @@ MAX_RECORD_CHARS = 64 * 2**20
 
 
 def _transcoded_batches(path: Path, head: Head, file: str, skip_lines: int,
-                        rows: int) -> Iterator[pl.DataFrame]:
+                        rows: int) -> Iterator[Pending]:
     """A chunk of the file at a time, read into one reused buffer and cut after its last
     newline before it is decoded (no copy: the decoder reads a view of the buffer), so
     each chunk is whole records and the next read starts where this one was cut. A cut
@@ -197,7 +223,8 @@ def _transcoded_batches(path: Path, head: Head, file: str, skip_lines: int,
     decode = codecs.getdecoder(codec)  # stateless: each piece is whole characters
     buf = bytearray(rows * _AVERAGE_RECORD_BYTES * len(newline))
     names: list[str] | None = None
-    offset, first_line = 0, skip_lines + 2
+    offset, line = 0, Future[int]()
+    line.set_result(skip_lines + 2)
     with open(path, "rb") as src:
         while True:
             src.seek(offset)
@@ -221,17 +248,16 @@ def _transcoded_batches(path: Path, head: Head, file: str, skip_lines: int,
             if not text and not at_end:  # not one whole record (or header) in the buffer
                 if len(buf) // len(newline) > MAX_RECORD_CHARS:
                     raise InputFormatError(
-                        file, first_line, f"a quoted field runs on for over "
+                        file, line.result(), f"a quoted field runs on for over "
                         f"{MAX_RECORD_CHARS:,} characters (a quote that never closes)",
                         "check that the file is a complete CSV export")
                 buf = bytearray(len(buf) * 2)
                 continue
             offset += cut
             if text and not text.isspace():
-                df = _csv_text_frame(text, names, file)
-                yield df.with_columns((pl.int_range(pl.len(), dtype=pl.Int64) + first_line)
-                                      .alias("_line"))
-                first_line += df.height
+                chunk = Pending(text, names, file, line)
+                line = chunk.end
+                yield chunk
             if at_end:
                 return
 
