@@ -231,7 +231,7 @@ def _transcoded_batches(path: Path, head: Head, file: str, skip_lines: int,
             n = src.readinto(buf)
             at_end = n < len(buf)
             cut = n if at_end else _last_newline(buf, n, newline)
-            text = _decoded(decode, memoryview(buf)[:cut], codec, file, offset, at_end)
+            text = _decoded(decode, memoryview(buf)[:cut], codec, file, offset)
             if names is None:
                 lines = text.removeprefix(codecs.BOM_UTF8).split(b"\n", skip_lines + 1)
                 if len(lines) > skip_lines + 1 or at_end:
@@ -277,7 +277,7 @@ def _raw_length(text: bytes, codec: str) -> int:
 
 
 def _decoded(decode: Callable[..., tuple[str, int]], raw: memoryview, codec: str, file: str,
-             offset: int, at_end: bool) -> bytes:
+             offset: int) -> bytes:
     """The raw piece as UTF-8 bytes."""
     try:
         text, used = decode(raw, "strict")
