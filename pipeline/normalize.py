@@ -46,22 +46,21 @@ def with_distinct(df: pl.DataFrame, **exprs: pl.Expr) -> pl.DataFrame:
             df = _evaluate(df, group)
             continue
         keys = df.select(roots)
-        if len(roots) == 1:  # each row's place among the distinct values, then a gather
-            distinct, at = distinct_places(keys.to_series())
-            if distinct.len() * 2 > keys.height:
-                df = _evaluate(df, group)
-                continue
-            tmp = {f"__distinct{i}": name for i, name in enumerate(group)}
-            mapped = _evaluate(distinct.to_frame(), {t: group[n] for t, n in tmp.items()})
-            df = df.with_columns(mapped.get_column(t).gather(at).alias(n)
-                                 for t, n in tmp.items())
-            continue
-        combos = keys.unique()
-        if combos.height * 2 > keys.height:
+        at = None  # one-column keys: each row's place among the distinct values
+        if len(roots) == 1:
+            values, at = distinct_places(keys.to_series())
+            distinct = values.to_frame()
+        else:
+            distinct = keys.unique()
+        if distinct.height * 2 > keys.height:
             df = _evaluate(df, group)
             continue
         tmp = {f"__distinct{i}": name for i, name in enumerate(group)}
-        mapped = _evaluate(combos, {t: group[n] for t, n in tmp.items()})
+        mapped = _evaluate(distinct, {t: group[n] for t, n in tmp.items()})
+        if at is not None:
+            df = df.with_columns(mapped.get_column(t).gather(at).alias(n)
+                                 for t, n in tmp.items())
+            continue
         joined = keys.join(mapped, on=list(roots), how="left", nulls_equal=True,
                            maintain_order="left")
         df = df.with_columns(joined.select(pl.col(t).alias(n) for t, n in tmp.items()))
