@@ -121,12 +121,13 @@ def iso_utc(text: pl.Series) -> pl.Series:
     seconds = text.str.slice(0, 19).str.to_datetime("%Y-%m-%dT%H:%M:%S", strict=False,
                                                     time_unit="us", cache=False)
     tail = text.str.slice(19)
-    if tail.str.contains(r"^\.\d{7}Z$").all():  # Exchange Online's form throughout: 7 digits
+    valid = tail.str.contains(r"^(\.\d{1,9})?Z$")
+    if valid.all() and (tail.str.len_bytes() == 9).all():  # Exchange Online's 7 digits
         micros = text.str.slice(20, 6).cast(pl.Int64).cast(pl.Duration("us"))
         return (seconds + micros).dt.replace_time_zone("UTC").alias(text.name)
     micros = tail.str.slice(1, 6).str.strip_chars_end("Z").str.pad_end(6, "0")
     return pl.select(
-        pl.when(pl.lit(tail).str.contains(r"^(\.\d{1,9})?Z$"))
+        pl.when(pl.lit(valid))
         .then(pl.lit(seconds) + pl.duration(microseconds=pl.lit(micros)
                                             .cast(pl.Int64, strict=False).fill_null(0)))
         .dt.replace_time_zone("UTC")
