@@ -30,6 +30,8 @@ from pipeline.settings import Settings
 
 log = logging.getLogger("relaywatch")
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+# a part of a file's message rows, and that file's SHA-256 or the hash computing it
+PendingPart = tuple["Future[tuple[str, int]] | str", pl.DataFrame]
 
 
 def check_slug(name: str) -> str:
@@ -70,9 +72,16 @@ class FileResult:
     def resolve_sha(self) -> str:
         """The file's SHA-256, waiting for the background hash if one is still running."""
         if self.hashing is not None:
-            hashing, self.hashing = self.hashing, None
-            self.sha256, self.size = hashing.result()
+            self.sha256, self.size = self.hashing.result()
+            self.hashing = None  # after the fields: the writer thread reads them
         return self.sha256
+
+    def sha_known(self) -> bool:
+        return self.hashing is None or self.hashing.done()
+
+    def sha_source(self) -> Future[tuple[str, int]] | str:
+        """The SHA-256, or the background hash that will give it (for the writer thread)."""
+        return self.hashing or self.sha256
 
     def summary(self) -> str:
         if self.status == "skipped":
@@ -194,13 +203,16 @@ def _own_domains(lake: Lake, tenants: set[str]) -> dict[str, set[str]]:
     return own
 
 
-def _with_source(df: pl.DataFrame, parsed: Parsed, item: InputFile, sha: str) -> pl.DataFrame:
+def _with_source(df: pl.DataFrame, parsed: Parsed, item: InputFile) -> pl.DataFrame:
     return df.with_columns(
         pl.lit(item.tenant).alias("tenant"),
         pl.lit(parsed.format, dtype=schema.CATEGORY).alias("source_format"),
         pl.lit(item.display, dtype=schema.CATEGORY).alias("source_file"),
-        pl.lit(sha, dtype=schema.CATEGORY).alias("source_sha256"),
     )
+
+
+def _with_sha(df: pl.DataFrame, sha: str) -> pl.DataFrame:
+    return df.with_columns(pl.lit(sha, dtype=schema.CATEGORY).alias("source_sha256"))
 
 
 def _by_day(rows: pl.DataFrame, days: pl.Series) -> Iterable[tuple[date, pl.DataFrame]]:
@@ -225,16 +237,17 @@ class Ingestor:
         self.settings = settings
         self.progress = progress or (lambda n: None)
         self.report = IngestReport()
-        # message rows not yet written, by (tenant, day): a day is written when the file has
-        # moved past it, so a time-ordered export writes each partition once
-        self._pending: dict[tuple[str, date], list[pl.DataFrame]] = {}
+        # message rows not yet written, by (tenant, day), each part with its file's SHA-256
+        # (or the hash still computing it): a day is written when the file has moved past
+        # it, so a time-ordered export writes each partition once
+        self._pending: dict[tuple[str, date], list[PendingPart]] = {}
         self._pending_rows = 0
         # partitions are written by one thread while the next parts are parsed; at most one
         # flush is in flight, so memory holds two buffers at most
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relaywatch-write")
         self._writing: list[Future[Any]] = []
         # a day bigger than the buffer is put aside a part at a time, then written once
-        self._staged: dict[tuple[str, date], list[Future[Path]]] = {}
+        self._staged: dict[tuple[str, date], list[Future[Path | None]]] = {}
         self._unrecorded: list[FileResult] = []
         self._own: dict[str, set[str]] = {}
 
@@ -305,15 +318,17 @@ class Ingestor:
         parts = formats.read_parts(item.path, sniffed, ctx)
         try:
             for parsed in parts:
-                if self._came_before(item, res):
+                # message rows need not wait for a big file's hash: the writer adds it to
+                # them (and drops them if the file came before); other tables wait here
+                if ((parsed.table != "messages" or res.sha_known())
+                        and self._came_before(item, res)):
                     parts.close()
                     self._skip(res, duplicate=self._another_name(item, res))
                     return
-                sha = res.sha256
                 own |= set(parsed.own_domains)
                 res.format = parsed.format
-                rows = _with_source(parsed.rows, parsed, item, sha)
-                rejects.append(_with_source(parsed.rejects, parsed, item, sha))
+                rows = _with_source(parsed.rows, parsed, item)
+                rejects.append(_with_source(parsed.rejects, parsed, item))
                 res.rows += rows.height
                 res.rejected_rows += rejects[-1].height
                 time_col = "received_utc" if "received_utc" in rows.columns else (
@@ -323,9 +338,10 @@ class Ingestor:
                     res.first_event = min(filter(None, (res.first_event, first)))
                     res.last_event = max(filter(None, (res.last_event, last)))
                 if parsed.table == "messages":
-                    self._add_pending(item.tenant, rows)
+                    self._add_pending(item.tenant, rows, res.sha_source())
                 else:
-                    self.lake.write_file_table(parsed.table, item.tenant, sha, rows)
+                    self.lake.write_file_table(parsed.table, item.tenant, res.sha256,
+                                               _with_sha(rows, res.sha256))
         except InputFormatError as exc:
             self._reject(item, res, str(exc) + _stored_note(res))
             return
@@ -338,7 +354,7 @@ class Ingestor:
             self._reject(item, res, f"could not be parsed ({type(exc).__name__}: {exc})"
                          + _stored_note(res))
             return
-        if res.hashing is not None:  # a file with no rows at all
+        if res.hashing is not None:  # a hash that ended after the last part (or no rows at all)
             try:
                 if self._came_before(item, res):
                     self._skip(res, duplicate=self._another_name(item, res))
@@ -346,25 +362,45 @@ class Ingestor:
             except OSError as exc:
                 self._reject(item, res, f"cannot read the file ({exc.strerror})")
                 return
-        self.lake.write_file_table("rejects", item.tenant, res.sha256,
-                                   pl.concat(rejects, how="vertical_relaxed"))
+        self.lake.write_file_table("rejects", item.tenant, res.sha256, _with_sha(
+            pl.concat(rejects, how="vertical_relaxed"), res.sha256))
         res.seconds = time.monotonic() - started
         self._finish(res)
         self.progress(res.size)
 
     def _came_before(self, item: InputFile, res: FileResult) -> bool:
         """Whether the same bytes were ingested for this tenant (waits for the hash)."""
-        return (item.tenant, res.resolve_sha()) in self._done
+        return self._seen(item.tenant, res.resolve_sha())
+
+    def _seen(self, tenant: str, sha: str) -> bool:
+        return (tenant, sha) in self._done  # read-only while the batch runs: any thread
+
+    def _sourced(self, tenant: str, parts: list[PendingPart]) -> pl.DataFrame:
+        """Pending parts as one frame, each with its file's SHA-256 (in the writer thread,
+        which waits for a hash still running; the parsing goes on meanwhile). Parts of a
+        file whose bytes came before, or that could not be hashed, are dropped: the main
+        thread skips or rejects that file when it learns the same."""
+        frames = []
+        for source, part in parts:
+            try:
+                sha = source if isinstance(source, str) else source.result()[0]
+            except OSError:
+                continue
+            if not self._seen(tenant, sha):
+                frames.append(_with_sha(part, sha))
+        return (pl.concat(frames, how="diagonal_relaxed") if frames
+                else pl.DataFrame(schema=schema.MESSAGES.schema))
 
     def _another_name(self, item: InputFile, res: FileResult) -> bool:
         """Whether those bytes were ingested under other names only (a copy, not the same
         file with a new modification time)."""
         return item.display not in self._done.get((item.tenant, res.sha256), ())
 
-    def _add_pending(self, tenant: str, rows: pl.DataFrame) -> None:
+    def _add_pending(self, tenant: str, rows: pl.DataFrame,
+                     sha: Future[tuple[str, int]] | str) -> None:
         days = rows.get_column("received_utc").dt.date()
         for day, part in _by_day(rows, days):
-            self._pending.setdefault((tenant, day), []).append(part)
+            self._pending.setdefault((tenant, day), []).append((sha, part))
         self._pending_rows += rows.height
         if self._pending_rows >= self.settings.flush_rows:
             latest = (tenant, days.max())
@@ -378,10 +414,9 @@ class Ingestor:
 
     def _stage(self, key: tuple[str, date]) -> None:
         parts = self._pending.pop(key)
-        self._pending_rows -= sum(p.height for p in parts)
+        self._pending_rows -= sum(p.height for _, p in parts)
         staged = self._staged.setdefault(key, [])
-        staged.append(self._writer.submit(self.lake.stage, *key,
-                                          pl.concat(parts, how="diagonal_relaxed"), len(staged)))
+        staged.append(self._writer.submit(self._stage_part, key, parts, len(staged)))
 
     def _flush(self, keys: list[tuple[str, date]] | None = None) -> None:
         """Write pending message rows (of `keys`, else all); once nothing is pending, record
@@ -389,18 +424,29 @@ class Ingestor:
         batch = []
         for key in keys if keys is not None else list({**self._pending, **self._staged}):
             parts = self._pending.pop(key, [])
-            self._pending_rows -= sum(p.height for p in parts)
-            rows = (pl.concat(parts, how="diagonal_relaxed") if parts
-                    else pl.DataFrame(schema=schema.MESSAGES.schema))
-            batch.append((key, rows, self._staged.pop(key, [])))
+            self._pending_rows -= sum(p.height for _, p in parts)
+            batch.append((key, parts, self._staged.pop(key, [])))
         self._wait_for_writes()
-        self._writing = [self._writer.submit(self.lake.write_partition, *key, rows,
-                                             [f.result() for f in staged])
-                         for key, rows, staged in batch]
+        self._writing = [self._writer.submit(self._write_partition, key, parts, staged)
+                         for key, parts, staged in batch]
         if not self._pending and not self._staged:
             self._wait_for_writes()
             self.lake.record(self._manifest_rows(self._unrecorded))
             self._unrecorded = []
+
+    def _stage_part(self, key: tuple[str, date], parts: list[PendingPart],
+                    n: int) -> Path | None:
+        rows = self._sourced(key[0], parts)
+        return self.lake.stage(*key, rows, n) if rows.height else None
+
+    def _write_partition(self, key: tuple[str, date], parts: list[PendingPart],
+                         staged: list[Future[Path | None]]) -> None:
+        """(In the writer thread.) A partition is rewritten only when rows are added to it:
+        all of a part's rows may be dropped (see _sourced)."""
+        rows = self._sourced(key[0], parts)
+        paths = [p for f in staged if (p := f.result()) is not None]
+        if rows.height or paths:
+            self.lake.write_partition(*key, rows, paths)
 
     def _wait_for_writes(self) -> None:
         """Block until the partitions handed to the writer are written (errors raise here)."""
@@ -453,8 +499,12 @@ class Ingestor:
 def _stored_note(res: FileResult) -> str:
     """For a large file that failed part-way: its earlier parts are already in the lake
     (merged and de-duplicated, so ingesting the fixed file again adds nothing twice)."""
+    try:
+        stored = res.rows > 0 and bool(res.resolve_sha())
+    except OSError:
+        stored = False  # rows of a file that could not be hashed are not written
     return (f" (after {res.rows:,} rows of its first parts were stored; re-ingest the fixed "
-            "file)") if res.rows else ""
+            "file)") if stored else ""
 
 
 def ingest(paths: Iterable[Path], settings: Settings, tenant: str | None = None,

@@ -64,7 +64,7 @@ def test_ingest_twice_is_a_no_op_that_says_so(inbox: Path, tmp_path: Path) -> No
 def test_the_same_bytes_under_another_name_are_skipped_before_any_write(
         inbox: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, big: bool) -> None:
     """A small new name is hashed first and skipped unread; a big one is hashed beside
-    its parsing, and the hash decides before anything is written."""
+    its parsing, and the hash decides before any of its rows is written."""
     from pipeline import formats
 
     s = Settings(lake=tmp_path / "lake")
@@ -96,6 +96,65 @@ def test_the_same_bytes_under_another_name_are_skipped_before_any_write(
     again = ingest([copy], s, tenant=trace.parent.name)
     assert [f.status for f in again.files] == ["skipped"] and hashed == []
     assert Lake(s.lake).manifest().height == manifest.height
+
+
+@pytest.mark.parametrize("case", ["new", "seen before", "unreadable"])
+def test_a_big_files_parts_do_not_wait_for_its_hash(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str) -> None:
+    """The hash of a big file ends only after several of its parts were parsed and handed
+    to the writer: its rows still carry the file's SHA-256, and a copy of a file
+    ingested before, or a file that cannot be hashed, writes none."""
+    import threading
+
+    from pipeline import formats
+    from pipeline import ingest as ingest_mod
+    from pipeline.generate import write_historical
+
+    src = tmp_path / "in" / "report.csv"
+    write_historical(src, 3000, "utf-8", days=5)
+    sha = hashlib.sha256(src.read_bytes()).hexdigest()
+    s = Settings(lake=tmp_path / "lake", flush_rows=1000)
+    if case == "seen before":
+        ingest([src], s, tenant="bigco")
+        src = Path(shutil.copy(src, tmp_path / "in" / "copy.csv"))
+    before = tree_bytes(tmp_path / "lake" / "messages") if case == "seen before" else {}
+    monkeypatch.setattr(formats, "STREAM_BYTES", 1)
+    monkeypatch.setattr(formats, "STREAM_ROWS", 250)
+    parsed, enough = [], threading.Event()
+    real_parse = formats._parse_csv
+
+    def parse(*args: object) -> object:
+        parsed.append(1)
+        if len(parsed) >= 6:
+            enough.set()
+        return real_parse(*args)
+
+    def slow_hash(path: Path) -> tuple[str, int]:
+        waited.append(enough.wait(20))
+        if case == "unreadable":
+            raise OSError(5, "Input/output error")
+        return ingest_mod.hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_size
+
+    waited: list[bool] = []
+    monkeypatch.setattr(formats, "_parse_csv", parse)
+    monkeypatch.setattr(ingest_mod, "file_sha256", slow_hash)
+    report = ingest([src], s, tenant="bigco")
+    assert waited[0] is True  # 6 parts (2 buffers of rows) parsed before the hash ended
+    got = report.files[0]
+    if case == "new":
+        assert got.status == "ingested" and got.sha256 == sha
+        rows = pl.read_parquet(tmp_path / "lake" / "messages", hive_partitioning=True)
+        assert rows.height == got.rows > 3000
+        assert rows["source_sha256"].cast(pl.String).unique().to_list() == [sha]
+    elif case == "seen before":
+        assert (got.status, got.duplicate) == ("skipped", True)
+        assert tree_bytes(tmp_path / "lake" / "messages") == before
+    else:
+        assert got.status == "rejected"
+        assert got.reason == "cannot read the file (Input/output error)"
+        assert not (tmp_path / "lake" / "messages").exists()
+        assert sorted(p.name for p in (tmp_path / "lake" / "rejected" / "bigco").iterdir()) == [
+            "000000000000-report.csv", "000000000000-report.csv.reason"]
 
 
 def test_rows_seen_in_two_exports_are_merged(tmp_path: Path) -> None:
