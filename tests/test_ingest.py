@@ -457,6 +457,13 @@ def test_partitions_written_with_plain_text_columns_merge_with_new_rows(
     assert len(appended) == (1 if streamed else 0) and None not in appended
     assert lake_digest(tmp_path / "old") == lake_digest(tmp_path / "new")
     assert pl.read_parquet_schema(partitions[0])["direction"] == schema.CATEGORY
+    import pyarrow.parquet as pq
+
+    for path in partitions:  # null counts but no min/max (see lake.PARQUET), either path
+        meta = pq.ParquetFile(path).metadata
+        stats = [meta.row_group(g).column(c).statistics for g in range(meta.num_row_groups)
+                 for c in range(meta.num_columns)]
+        assert all(s is not None and s.has_null_count and not s.has_min_max for s in stats)
 
 
 def test_accepted_domains_already_in_the_lake_decide_direction(build, tmp_path: Path) -> None:
