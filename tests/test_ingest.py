@@ -157,6 +157,17 @@ def test_a_big_files_parts_do_not_wait_for_its_hash(
             "000000000000-report.csv", "000000000000-report.csv.reason"]
 
 
+@pytest.mark.parametrize("size", [0, 1, 6, 7, 8, 50])
+def test_file_sha256_reads_in_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     size: int) -> None:
+    from pipeline import ingest as ingest_mod
+
+    monkeypatch.setattr(ingest_mod, "HASH_BLOCK", 7)
+    data = os.urandom(size)
+    (tmp_path / "f").write_bytes(data)
+    assert ingest_mod.file_sha256(tmp_path / "f") == (hashlib.sha256(data).hexdigest(), size)
+
+
 def test_rows_seen_in_two_exports_are_merged(tmp_path: Path) -> None:
     s = Settings(lake=tmp_path / "lake")
     ingest([DATA / "messagetrace_ps51.csv"], s, tenant="contoso")
