@@ -20,6 +20,13 @@ def _threads() -> list[int]:
         return []
 
 
+def _pin(tid: int, cpus: set[int]) -> None:
+    try:
+        os.sched_setaffinity(tid, cpus)
+    except OSError:
+        pass  # a thread that has just ended
+
+
 @contextmanager
 def own_core() -> Iterator[None]:
     """While the block runs, the calling thread has the last allowed core and every other
@@ -34,14 +41,14 @@ def own_core() -> Iterator[None]:
     me, mine = threading.get_native_id(), {max(allowed)}
     try:
         for tid in _threads():
-            try:
-                os.sched_setaffinity(tid, mine if tid == me else allowed - mine)
-            except OSError:
-                pass  # a thread that just ended
+            _pin(tid, mine if tid == me else allowed - mine)
         yield
     finally:
-        for tid in _threads():
-            try:
-                os.sched_setaffinity(tid, allowed)
-            except OSError:
-                pass
+        done: set[int] = set()
+        for _ in range(3):  # again for threads started by a pinned thread meanwhile
+            new = set(_threads()) - done
+            for tid in new:
+                _pin(tid, allowed)
+            done |= new
+            if not new:
+                break
