@@ -11,7 +11,8 @@ __version__ = "0.1.0"
 # once; ingest frees and refills gigabytes in parts, so that cost a page fault per page
 # again. They are kept 5 s (a 5M-row ingest: 0.35 s less system time than with 1 s); with
 # the parts read ahead as formats.STREAM_ROWS and PARTS_AHEAD_PER_CORE set them, a 10M-row
-# ingest peaks at 1.65 GiB (goal 2 GiB). Set before Polars is first imported; a value the user set is kept.
+# ingest peaks at 1.61-1.65 GiB (goal 2 GiB). Set before Polars is first imported; a value
+# the user set is kept.
 os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:5000,muzzy_decay_ms:5000")
 
 
