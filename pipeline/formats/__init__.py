@@ -24,7 +24,7 @@ from pipeline.errors import InputFormatError
 from pipeline.formats import audit, config, messagetrace, tracking
 from pipeline.formats.common import Context, Parsed, TabularFormat, reject_rows
 from pipeline.formats.source import (
-    Head, Pending, read_csv_batches, read_csv_frame, read_head, read_json_records,
+    UTF8, Head, Pending, read_csv_batches, read_csv_frame, read_head, read_json_records,
     records_frame,
 )
 from pipeline.normalize import header_key
@@ -161,7 +161,7 @@ def read_parts(path: Path, sniffed: Sniffed, ctx: Context) -> Iterator[Parsed]:
                               thread_name_prefix="relaywatch-parse")
     try:
         per_core = PARTS_AHEAD_PER_CORE[
-            "utf-8" if sniffed.head.encoding in ("utf-8", "utf-8-sig") else "transcoded"]
+            "utf-8" if sniffed.head.encoding in UTF8 else "transcoded"]
         ahead = max(1, int(per_core * (os.cpu_count() or 1)))
         rest = ordered_map(pool, parse, batches, ahead=ahead)
         yield first_part

@@ -24,6 +24,7 @@ from pipeline.errors import InputFormatError
 from pipeline.normalize import header_key
 
 HEAD_BYTES = 64 * 1024
+UTF8 = ("utf-8", "utf-8-sig")  # encodings read as they are; others are transcoded
 _CHUNK = 4 * 1024 * 1024
 
 
@@ -85,7 +86,7 @@ def read_head(path: Path, file: str) -> Head:
 @contextmanager
 def utf8_path(path: Path, encoding: str, file: str) -> Iterator[Path]:
     """A UTF-8 view of the file: the file itself, or a temporary transcoded copy (streamed)."""
-    if encoding in ("utf-8", "utf-8-sig"):
+    if encoding in UTF8:
         yield path
         return
     codec = encoding.replace("-bom", "")
@@ -99,11 +100,7 @@ def utf8_path(path: Path, encoding: str, file: str) -> Iterator[Path]:
                 try:
                     text = decoder.decode(chunk)
                 except UnicodeDecodeError as exc:
-                    raise InputFormatError(
-                        file, None, f"invalid {codec} at byte {offset + exc.start}",
-                        "export the file again; it is damaged or not in the encoding it "
-                        "claims",
-                    ) from None
+                    raise _invalid_bytes(file, codec, offset + exc.start) from None
                 if first:
                     text = text.lstrip("\ufeff")
                     first = False
@@ -112,11 +109,7 @@ def utf8_path(path: Path, encoding: str, file: str) -> Iterator[Path]:
             try:
                 decoder.decode(b"", final=True)
             except UnicodeDecodeError:
-                raise InputFormatError(
-                    file, None, f"the file ends in the middle of a {codec} character "
-                    "(truncated download)",
-                    "download or export the file again",
-                ) from None
+                raise _cut_character(file, codec) from None
         yield Path(tmp)
     finally:
         os.unlink(tmp)
@@ -190,7 +183,7 @@ def read_csv_batches(path: Path, head: Head, file: str, skip_lines: int, rows: i
     any size is never held in memory whole. UTF-16 and other encodings are transcoded a
     chunk at a time in memory, cut at record boundaries (no temporary copy); with
     `pending`, those chunks come unread, for the caller's threads to read."""
-    if head.encoding not in ("utf-8", "utf-8-sig"):
+    if head.encoding not in UTF8:
         for chunk in _transcoded_batches(path, head, file, skip_lines, rows):
             yield chunk if pending else chunk.frame()
         return
@@ -282,14 +275,20 @@ def _decoded(decode: Callable[..., tuple[str, int]], raw: memoryview, codec: str
     try:
         text, used = decode(raw, "strict")
     except UnicodeDecodeError as exc:
-        raise InputFormatError(file, None, f"invalid {codec} at byte {offset + exc.start}",
-                               "export the file again; it is damaged or not in the encoding "
-                               "it claims") from None
+        raise _invalid_bytes(file, codec, offset + exc.start) from None
     if used < len(raw):  # only the file's last piece can end part-way through a character
-        raise InputFormatError(file, None, f"the file ends in the middle of a {codec} "
-                               "character (truncated download)",
-                               "download or export the file again")
+        raise _cut_character(file, codec)
     return text.encode("utf-8")
+
+
+def _invalid_bytes(file: str, codec: str, at: int) -> InputFormatError:
+    return InputFormatError(file, None, f"invalid {codec} at byte {at}", "export the file "
+                            "again; it is damaged or not in the encoding it claims")
+
+
+def _cut_character(file: str, codec: str) -> InputFormatError:
+    return InputFormatError(file, None, f"the file ends in the middle of a {codec} character "
+                            "(truncated download)", "download or export the file again")
 
 
 def _record_end(text: bytes) -> int:
@@ -362,8 +361,7 @@ def read_json_records(path: Path, head: Head, file: str) -> tuple[list[tuple[int
     try:
         text = path.read_bytes().decode(codec).lstrip("\ufeff").replace("\x00", "")
     except UnicodeDecodeError as exc:
-        raise InputFormatError(file, None, f"invalid {codec} at byte {exc.start}",
-                               "export the file again") from None
+        raise _invalid_bytes(file, codec, exc.start) from None
     stripped = text.lstrip()
     records: list[tuple[int, dict]] = []
     bad: list[tuple[int, str, str]] = []
