@@ -272,7 +272,7 @@ class Ingestor:
         self._own: dict[str, set[str]] = {}
 
     def run(self, items: list[InputFile], rehash: bool = False) -> IngestReport:
-        done = self.lake.already_ingested()
+        done = self.lake.already_ingested(rehash)
         # unchanged files (same path, size and mtime as when hashed) are not read again, so
         # a night with one new file reads one file, not the whole inbox
         known = {} if rehash else self.lake.known_files()

@@ -212,17 +212,34 @@ class Lake:
     def drop_partitions_before(self, cutoff: date) -> list[Path]:
         """Retention: remove the day partitions before `cutoff` of every dated table
         (messages by date; findings, verdicts and detect's other results by as-of day).
-        Raw exports are not in the lake and are never touched; the manifest keeps its rows,
-        so the same exports are not ingested again."""
+        Raw exports are not in the lake and are never touched. Files with rows before the
+        cutoff become `expired` in the manifest: the next runs still skip them, and
+        `--rehash` reads them again, so nothing retention drops is beyond a rerun's reach."""
         dropped = []
         parts = [*(self.root / "messages").glob("tenant=*/date=*"),
                  *(p for t in schema.TABLES.values() if t.layout.split("/")[1].startswith("as_of=")
                    for p in (self.root / t.name).glob("as_of=*"))]
-        for part in sorted(parts):
-            if date.fromisoformat(part.name.split("=", 1)[1]) < cutoff:
-                shutil.rmtree(part)
-                dropped.append(part)
+        old = [p for p in sorted(parts) if date.fromisoformat(p.name.split("=", 1)[1]) < cutoff]
+        if any(p.parent.parent.name == "messages" for p in old):
+            self._expire(cutoff, [p for p in old if p.parent.parent.name == "messages"])
+        for part in old:  # after the manifest: a kill in between leaves them re-ingestable
+            shutil.rmtree(part)
+            dropped.append(part)
         return dropped
+
+    def _expire(self, cutoff: date, partitions: list[Path]) -> None:
+        """Mark as `expired` the files with events before `cutoff`, and those whose rows
+        these message partitions hold (a row merged from several files names the last)."""
+        files = [f for p in partitions for f in p.glob("*.parquet")]
+        shas = pl.scan_parquet(files).select(pl.col("source_sha256").cast(pl.String)).unique(
+            ).collect().to_series().to_list() if files else []
+        m = self.manifest()
+        hit = (pl.col("status") == "ingested") & (
+            pl.col("source_sha256").is_in(shas) | (pl.col("first_event_utc").dt.date() < cutoff))
+        if m.filter(hit).height:
+            self._write(m.with_columns(pl.when(hit).then(pl.lit("expired"))
+                                       .otherwise(pl.col("status")).alias("status")),
+                        self.root / MANIFEST)
 
     # ------------------------------------------------------------ manifest
 
@@ -243,15 +260,17 @@ class Lake:
 
     def known_files(self) -> dict[tuple[str, str, int, int], str]:
         """(tenant, file, size, mtime_ns) → sha256 of files ingested before."""
-        m = self.manifest().filter(pl.col("status").is_in(["ingested", "duplicate"])
+        m = self.manifest().filter(pl.col("status").is_in(["ingested", "duplicate", "expired"])
                                    & pl.col("file_mtime_ns").is_not_null())
         return {(t, f, s, ns): sha for t, f, s, ns, sha in m.select(
             "tenant", "source_file", "size_bytes", "file_mtime_ns", "source_sha256").iter_rows()}
 
-    def already_ingested(self) -> dict[tuple[str, str], set[str]]:
-        """(tenant, sha256) of every file ingested → the names it was ingested under."""
+    def already_ingested(self, rehash: bool = False) -> dict[tuple[str, str], set[str]]:
+        """(tenant, sha256) of every file ingested → the names it was ingested under; with
+        `rehash`, files retention expired are left out, so they are read again."""
         out: dict[tuple[str, str], set[str]] = {}
-        m = self.manifest().filter(pl.col("status") == "ingested")
+        m = self.manifest().filter(pl.col("status").is_in(
+            ["ingested"] if rehash else ["ingested", "expired"]))
         for tenant, sha, name in m.select("tenant", "source_sha256", "source_file").iter_rows():
             out.setdefault((tenant, sha), set()).add(name)
         return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from pipeline import detect, ingest, mail, render, report
@@ -22,6 +22,9 @@ from pipeline.sql import Session
 
 log = logging.getLogger("relaywatch")
 SENT_MARK = ".emailed"
+# How far ahead of this machine's clock an --as-of may be when retention runs: a clock a
+# little behind the scheduler's, or a run started just before midnight for the next day.
+MAX_CLOCK_SKEW = timedelta(hours=1)
 
 
 @dataclass
@@ -68,6 +71,10 @@ def run(settings: Settings, inbox: Path, as_of: datetime, email_to: list[str] | 
     stops the run before it starts (usage, lock); later failures land in Outcome.failure."""
     if not Path(inbox).is_dir():
         raise ConfigError(f"{inbox}: inbox folder not found (expected <inbox>/<tenant>/<files>)")
+    if keep_days is not None and as_of > datetime.now(timezone.utc) + MAX_CLOCK_SKEW:
+        raise ConfigError(f"--as-of {as_of:%Y-%m-%d %H:%M}Z is in the future: with --keep-days "
+                          "it would drop data that is not old; give today's date or leave "
+                          "--as-of out")
     lookback = settings.detect.window_days + settings.detect.baseline_days
     if keep_days is not None and keep_days < lookback:
         log.warning("nightly: --keep-days %d is shorter than the detection lookback (%d days: "

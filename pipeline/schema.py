@@ -223,9 +223,11 @@ INGEST_LOG = Table(
         _c("source_file", pl.String, "Input file as `<tenant>/<file name>`."),
         _c("size_bytes", pl.Int64, "File size."),
         _c("source_format", pl.String, "Recognised format (empty when rejected)."),
-        _c("status", pl.String, "`ingested`, `rejected`, or `duplicate`: the same bytes as "
-                                "a file ingested before, under another name (nothing "
-                                "written; recorded so it is not read again)."),
+        _c("status", pl.String, "`ingested`, `rejected`, `duplicate` (the same bytes as "
+                                "a file ingested before, under another name: nothing "
+                                "written; recorded so it is not read again) or `expired` "
+                                "(ingested, with events before a retention cutoff: not read "
+                                "again, unless `--rehash` restores its rows)."),
         _c("rows", pl.Int64, "Canonical rows written."),
         _c("rejected_rows", pl.Int64, "Rows sent to `rejects`."),
         _c("reason", pl.String, "Why the file was rejected."),

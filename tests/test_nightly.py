@@ -207,10 +207,42 @@ def test_retention_drops_old_partitions_and_says_so(tmp_path: Path) -> None:
     assert "skipped 54" in out                                         # not re-ingested
     # a week later, every table detect wrote for 2026-11-28 goes too
     r = CliRunner().invoke(cli, ["nightly", "--inbox", str(inbox), "--lake", str(tmp_path / "lake"),
-                                 "--reports", str(tmp_path / "reports"), "--as-of", "2026-12-05",
+                                 "--reports", str(tmp_path / "reports"), "--as-of", "2026-12-02",
                                  "--no-email", "--keep-days", "3"])
     assert r.exit_code == 0, r.stderr
     results = {p.relative_to(tmp_path / "lake").as_posix()
                for p in (tmp_path / "lake").glob("*/as_of=*")}
-    assert results == {f"{t}/as_of=2026-12-05" for t in ("findings", "verdicts", "baselines",
+    assert results == {f"{t}/as_of=2026-12-02" for t in ("findings", "verdicts", "baselines",
                                                          "chart_hours", "ndr_days")}
+
+
+def test_retention_refuses_a_future_as_of_and_rehash_restores_what_it_dropped(
+        tmp_path: Path) -> None:
+    inbox = ROOT / "sample_logs" / "inbox"
+    code, out, err = nightly(inbox, tmp_path)
+    assert code == 0, err
+    before = lake_digest(tmp_path / "lake")
+    import polars as pl
+
+    feeding = set(pl.read_parquet(tmp_path / "lake" / "messages")["source_sha256"].cast(pl.String))
+    r = CliRunner().invoke(cli, ["nightly", "--inbox", str(inbox), "--lake", str(tmp_path / "lake"),
+                                 "--reports", str(tmp_path / "reports"), "--as-of", "2062-11-28",
+                                 "--no-email", "--keep-days", "90"])
+    assert r.exit_code == 2
+    assert r.stderr.startswith("relaywatch: error: --as-of 2062-11-28 00:00Z is in the future")
+    assert lake_digest(tmp_path / "lake") == before
+    # a past as-of that drops everything: the files become `expired`, not forgotten
+    r = CliRunner().invoke(cli, ["nightly", "--inbox", str(inbox), "--lake", str(tmp_path / "lake"),
+                                 "--reports", str(tmp_path / "reports"), "--as-of", "2026-12-02",
+                                 "--no-email", "--keep-days", "1"])
+    assert r.exit_code == 0, r.stderr
+    assert not list((tmp_path / "lake" / "messages").glob("tenant=*/date=*"))
+    m = pl.read_parquet(tmp_path / "lake" / "ingest_log" / "manifest.parquet")
+    expired = set(m.filter(pl.col("status") == "expired")["source_sha256"])
+    assert feeding < expired  # and the files merged into others' rows, and old snapshots
+    code, out, err = nightly(inbox, tmp_path)                     # skipped: still expired
+    assert "ingested 0 files (0 rows), skipped 54" in out
+    code, out, err = nightly(inbox, tmp_path, "--rehash")
+    assert code == 0, err
+    assert f"ingested {len(expired)} files" in out
+    assert lake_digest(tmp_path / "lake")["messages"] == before["messages"]
