@@ -16,6 +16,7 @@ from typing import IO
 import polars as pl
 
 from pipeline.errors import ConfigError
+from pipeline.visible import visible
 
 FORMATS = ("table", "csv", "json", "parquet")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -60,9 +61,14 @@ def _json_value(value: object) -> str:
 
 
 def to_table(df: pl.DataFrame, max_rows: int = 100) -> str:
+    """For a terminal: control and bidi characters in text cells are shown escaped."""
+    flat = _flat(df)
+    flat = flat.with_columns(pl.col(n).map_elements(visible, return_dtype=pl.String,
+                                                    skip_nulls=True)
+                             for n, t in flat.schema.items() if t == pl.String)
     with pl.Config(tbl_rows=max_rows, tbl_cols=-1, fmt_str_lengths=60, tbl_width_chars=200,
                    tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=False):
-        text = str(_flat(df))
+        text = str(flat)
     shown = min(df.height, max_rows)
     note = f"{df.height:,} row{'s' if df.height != 1 else ''}"
     if shown < df.height:

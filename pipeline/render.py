@@ -20,10 +20,12 @@ from pipeline import faults
 from pipeline.errors import ConfigError
 from pipeline.lake import write_atomically
 from pipeline.report import COLOURS, Report, verdicts_json
+from pipeline.visible import finalize
 
 _ENV = Environment(loader=PackageLoader("pipeline", "templates"),
                    autoescape=select_autoescape(["html"]), undefined=StrictUndefined,
-                   trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+                   trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+                   finalize=finalize)
 _INLINER = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
 _SLUG = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 

@@ -127,11 +127,18 @@ class Report:
         return tuple(t for t in self.tenants if t.needs_attention)
 
 
-def ps_quote(text: str) -> str:
-    """A PowerShell single-quoted literal: nothing inside is interpreted; control characters
-    (a newline would end the command) are dropped."""
-    clean = "".join(ch for ch in text if ch.isprintable())
-    return "'" + clean.replace("'", "''") + "'"
+# PowerShell ends a single-quoted string at any of these, and reads two in a row as one
+# (CharExtensions.IsSingleQuote): each is doubled, not only the ASCII one.
+PS_SINGLE_QUOTES = "\u0027\u2018\u2019\u201a\u201b"
+
+
+def ps_quote(text: str) -> str | None:
+    """A PowerShell single-quoted literal (nothing inside is interpreted), or None when the
+    value holds control, invisible or bidi characters: a newline would end the command, and
+    dropping them would name another object. Callers then print no command with it."""
+    if not text or not text.isprintable():
+        return None
+    return "'" + "".join(ch * 2 if ch in PS_SINGLE_QUOTES else ch for ch in text) + "'"
 
 
 # the tables the report's queries read: it draws what detect stored, never raw messages
@@ -281,17 +288,24 @@ def next_steps(t: TenantReport, since: datetime, until: datetime,
         if not c["suspicious"]:
             continue
         name = ps_quote(c["connector"])
+        if name is None:
+            out.append(Command(f"Disable the unusual connector {c['connector']!r} now: "
+                               "its name holds control or invisible characters, so pick it by "
+                               "its Guid from this list (-Identity <Guid>)",
+                               "Get-InboundConnector | Format-List Name,Guid,WhenCreatedUTC"))
+            continue
         out.append(Command(f"Disable the unusual connector {c['connector']!r} now "
                            "(keeps it for the investigation)",
                            f"Set-InboundConnector -Identity {name} -Enabled $false"))
         out.append(Command("Remove it once you have confirmed nobody in the organisation "
                            "created it", f"Remove-InboundConnector -Identity {name} "
                                          "-Confirm:$false"))
-        if c.get("created_by"):
-            out.append(Command(f"{c['created_by']} created it: reset that account's password, "
-                               "revoke its sessions, and review what else it did",
+        user = ps_quote(c.get("created_by") or "")
+        if user:
+            out.append(Command(f"{c['created_by']} created it: reset that account's "
+                               "password, revoke its sessions, and review what else it did",
                                f"Search-UnifiedAuditLog -StartDate {start} -EndDate {end} "
-                               f"-UserIds {ps_quote(c['created_by'])} -ResultSize 5000 | "
+                               f"-UserIds {user} -ResultSize 5000 | "
                                "Export-Csv audit_admin.csv -NoTypeInformation"))
     relaying = [d for d in t.domains if d["severity"] == "compromise"]
     if relaying:
@@ -301,9 +315,11 @@ def next_steps(t: TenantReport, since: datetime, until: datetime,
                            "Get-AcceptedDomain | Format-Table DomainName,DomainType,"
                            "MatchSubDomains -AutoSize"))
         for d in relaying[:3]:
-            out.append(Command(f"Trace mail sent from {d['domain']}",
-                               f"Get-MessageTraceV2 -SenderAddress {ps_quote('*@' + d['domain'])}"
-                               f" -StartDate {start} -EndDate {end}"))
+            sender = ps_quote("*@" + d["domain"])
+            if sender:
+                out.append(Command(f"Trace mail sent from {d['domain']}",
+                                   f"Get-MessageTraceV2 -SenderAddress {sender}"
+                                   f" -StartDate {start} -EndDate {end}"))
         ips = sorted({ip for d in relaying for ip in d.get("client_ips") or ()})[:8]
         if ips:
             out.append(Command("On the on-premises Exchange servers, find which receive "

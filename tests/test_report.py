@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings, strategies as st
 from click.testing import CliRunner
 
 from pipeline import detect, render, report
@@ -132,10 +133,60 @@ def test_hostile_tenant_name_is_escaped_and_refused_as_a_file_name(build: LakeBu
         render.write(evil, tmp_path / "out")
 
 
+def ps_single_quoted(command: str, start: int) -> tuple[str, int]:
+    """PowerShell's tokenizer for a single-quoted string at `start`: its value and where the
+    token ends. Any of the five single-quote characters ends it; two in a row are one."""
+    quotes = report.PS_SINGLE_QUOTES
+    assert command[start] in quotes
+    value, i = [], start + 1
+    while i < len(command):
+        ch = command[i]
+        if ch in quotes:
+            if i + 1 < len(command) and command[i + 1] in quotes:
+                value.append(ch)
+                i += 2
+                continue
+            return "".join(value), i + 1
+        value.append(ch)
+        i += 1
+    raise AssertionError("unterminated string")
+
+
 def test_powershell_quoting() -> None:
     assert report.ps_quote("it's") == "'it''s'"
-    assert report.ps_quote("a\nRemove-Mailbox x") == "'aRemove-Mailbox x'"
     assert report.ps_quote("$(calc)") == "'$(calc)'"
+    evil = "x\u2019; Set-Mailbox admin -ForwardingSmtpAddress evil@x.example; #"
+    assert report.ps_quote(evil) == "'x\u2019\u2019; Set-Mailbox admin " \
+                                    "-ForwardingSmtpAddress evil@x.example; #'"
+    for bad in ("a\nRemove-Mailbox x", "a\rb", "\x1b[2Jx", "a\u202ebc", "a\u2028b", "", "a\x00"):
+        assert report.ps_quote(bad) is None
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet=st.one_of(st.sampled_from("'\u2018\u2019\u201a\u201b\"$`;#\n\r "),
+                                  st.characters())))
+def test_powershell_quoting_is_one_literal_holding_the_value(name: str) -> None:
+    quoted = report.ps_quote(name)
+    if quoted is None:  # refused: only for values that hold what cannot be shown as is
+        assert not name or not name.isprintable()
+        return
+    command = f"Set-InboundConnector -Identity {quoted} -Enabled $false"
+    start = command.index(quoted)
+    value, end = ps_single_quoted(command, start)
+    assert value == name and command[end:] == " -Enabled $false"
+
+
+def test_unquotable_connector_names_get_no_command(build: LakeBuilder) -> None:
+    fixed_lake(build)
+    detect.detect(Settings(lake=build.root), AS_OF)
+    built = report.build(build.root, AS_OF.date(), DetectSettings())
+    t = next(t for t in built.tenants if any(c["suspicious"] for c in t.connectors))
+    evil = replace(t, connectors=tuple({**c, "connector": "Relay\nRemove-Mailbox -Identity x"}
+                                       for c in t.connectors))
+    steps = report.next_steps(evil, AS_OF, AS_OF, DetectSettings())
+    assert not any("Remove-Mailbox" in s.command for s in steps)
+    assert any(s.command == "Get-InboundConnector | Format-List Name,Guid,WhenCreatedUTC"
+               and "Relay\\nRemove-Mailbox" in s.purpose for s in steps)
 
 
 def test_chart_geometry_is_computed_not_templated() -> None:
@@ -165,3 +216,19 @@ def test_report_command(rendered: Path, build: LakeBuilder, tmp_path: Path) -> N
     r = CliRunner().invoke(cli, ["report", "--lake", str(build.root), "--out", str(out),
                                  "--as-of", "2026-11-20"])
     assert r.exit_code == 2 and "no verdicts for 2026-11-20" in r.stderr
+
+
+def test_control_and_bidi_characters_are_shown_escaped_in_every_report_file(
+        build: LakeBuilder) -> None:
+    fixed_lake(build)
+    detect.detect(Settings(lake=build.root), AS_OF)
+    built = report.build(build.root, AS_OF.date(), DetectSettings())
+    name = "Relay\x1b[2J\u202eexe.pdf"
+    evil = replace(built, tenants=tuple(
+        replace(t, connectors=tuple({**c, "connector": name} for c in t.connectors))
+        for t in built.tenants))
+    out = render.render(evil)
+    assert any(t.connectors for t in evil.tenants)
+    for text in (out.text, out.html):
+        assert "\x1b" not in text and "\u202e" not in text
+        assert "Relay\\x1b[2J\\u202eexe.pdf" in text

@@ -271,3 +271,10 @@ def test_debug_log_gives_each_named_query_its_rows_and_time(sample_lake: Path, c
                   until="2026-11-28", limit=5)
     assert got.height > 0
     assert re.search(rf"query top_senders: {got.height} rows, \d+\.\d\d s", caplog.text)
+
+
+def test_table_output_shows_control_and_bidi_characters_escaped(sample_lake: Path) -> None:
+    code, out, err = cli_run("sql", "SELECT chr(27) || '[2J' || chr(8238) || 'exe.pdf' AS name",
+                             "--lake", str(sample_lake), "--format", "table")
+    assert code == 0, err
+    assert "\x1b" not in out and "\u202e" not in out and "\\x1b[2J\\u202eexe.pdf" in out
