@@ -14,7 +14,9 @@ from pathlib import Path
 import click
 
 from pipeline import __version__, settings as settings_mod
-from pipeline.errors import EXIT_INTERRUPTED, EXIT_PARTIAL, ConfigError, RelaywatchError
+from pipeline.errors import (
+    EXIT_FAILED, EXIT_INTERRUPTED, EXIT_PARTIAL, ConfigError, RelaywatchError, unexpected,
+)
 
 log = logging.getLogger("relaywatch")
 
@@ -27,16 +29,28 @@ class RelaywatchGroup(click.Group):
     """Turns library errors into one message and an exit code."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+        def debug() -> bool:
+            return bool(ctx.obj and ctx.obj.get("debug"))
+
         try:
             return super().invoke(ctx)
         except RelaywatchError as exc:
-            if ctx.obj and ctx.obj.get("debug"):
+            if debug():
                 traceback.print_exc()
             click.echo(f"relaywatch: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("relaywatch: interrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # the one boundary: no traceback without --debug
+            if debug():
+                traceback.print_exc()
+            click.echo(f"relaywatch: error: {unexpected(exc, ctx.invoked_subcommand)}",
+                       err=True)
+            ctx.exit(EXIT_FAILED)
+
 
 
 def _setup_logging(quiet: bool, debug: bool) -> None:
@@ -125,8 +139,9 @@ def ingest(obj: dict, paths: tuple[Path, ...], lake: Path | None, tenant: str | 
 @click.option("--as-of", "as_of", metavar="DATE",
               help="Judge the data before this moment: 2026-11-28 (midnight UTC) or an ISO "
                    "time (default: now).")
-@click.option("--window-days", type=click.IntRange(1, 366),
-              help="Recent window judged for compromise (default: [detect] window_days, 7).")
+@click.option("--window-days", type=int,
+              help="Recent window judged for compromise, 1-366 (default: [detect] "
+                   "window_days, 7).")
 @click.option("--tenant", help="Only this tenant (its earlier rows for the day are replaced).")
 @click.pass_obj
 def detect(obj: dict, lake: Path | None, as_of: str | None, window_days: int | None,
@@ -142,13 +157,10 @@ def detect(obj: dict, lake: Path | None, as_of: str | None, window_days: int | N
       relaywatch detect --lake lake/
       relaywatch detect --lake lake/ --as-of 2026-11-28 --tenant contoso
     """
-    from dataclasses import replace
-
     from pipeline import detect as detect_mod
 
-    s = obj["settings"].with_overrides(lake=lake)
-    if window_days:
-        s = replace(s, detect=replace(s.detect, window_days=window_days))
+    s = obj["settings"].with_overrides(lake=lake).with_detect("--window-days",
+                                                               window_days=window_days)
     when = detect_mod.parse_as_of(as_of)
     result = detect_mod.detect(s, when, tenant)
     v = result.verdicts.sort(["recommendation", "score"], descending=[False, True])
@@ -222,6 +234,9 @@ def email(obj: dict, report_dir: Path, to: tuple[str, ...], smtp_host: str | Non
     from pipeline import mail
 
     conf = obj["settings"].email
+    to = tuple(settings_mod.check_address(a, "--to") for a in to)
+    if sender is not None:
+        sender = settings_mod.check_address(sender, "--from")
     smtp = mail.smtp_settings(conf, smtp_host, smtp_port, security, smtp_user, sender)
     sent = mail.send(report_dir, list(to) or list(conf.get("to", [])), smtp, mail.password())
     for what, rcpts in sent:
@@ -270,7 +285,11 @@ def nightly(obj: dict, inbox: Path | None, lake: Path | None, reports: Path | No
     stamp.converter = time.gmtime
     handler.setFormatter(stamp)
     if log_file:
-        to_file = logging.FileHandler(log_file, encoding="utf-8")
+        try:
+            to_file = logging.FileHandler(log_file, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"--log-file {log_file}: cannot append to it ({exc.strerror}); "
+                              "create its folder or give another path") from None
         to_file.setFormatter(stamp)
         to_file.setLevel(logging.INFO)
         log.addHandler(to_file)
@@ -278,6 +297,7 @@ def nightly(obj: dict, inbox: Path | None, lake: Path | None, reports: Path | No
         handler.setLevel(logging.WARNING if obj["quiet"] else logging.INFO)
     s = obj["settings"].with_overrides(inbox=inbox, lake=lake, reports=reports)
     smtp = mail.smtp_settings(s.email)
+    email_to = tuple(settings_mod.check_address(a, "--email-to") for a in email_to)
     recipients = None if no_email else list(email_to) or list(s.email.get("to", []))
     if recipients is not None and not recipients and not smtp.tenants:
         raise ConfigError("nightly emails the report: give --email-to ADDR, set [email] to in "

@@ -104,6 +104,12 @@ def detect(settings: Settings, as_of: datetime, tenant: str | None = None,
            session: Session | None = None) -> Result:
     """Evaluate and store findings and verdicts for the as-of day, under the lake lock."""
     lake = Lake(settings.lake).must_exist()
+    if tenant is not None:
+        known = lake.tenants()
+        if tenant not in known:
+            shown = ", ".join(sorted(known)[:20]) + (" ..." if len(known) > 20 else "")
+            raise ConfigError(f"--tenant {tenant!r}: no such tenant in {settings.lake} "
+                              f"(it holds: {shown or 'none'})")
     with lake.locked(), faults.stage("detect"):
         result = evaluate(settings.lake, Run(as_of, tenant, settings.detect), session,
                           cache=True)

@@ -48,3 +48,14 @@ class LockError(LakeError):
     """Another relaywatch process holds the lake."""
 
     exit_code = EXIT_LOCKED
+
+
+def unexpected(exc: BaseException, where: str | None = None) -> str:
+    """An exception nobody planned for, said in one line: what failed, and what to do."""
+    if isinstance(exc, OSError) and exc.strerror:
+        named = f"{exc.filename}: " if exc.filename else ""
+        return f"{named}{exc.strerror}" + (f" (while running {where})" if where else "")
+    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    return (f"{where + ' failed' if where else 'failed'}: {type(exc).__name__}"
+            + (f": {text}" if text else "") + "; rerun with --debug for the details, and "
+            "report it if the input looks right")

@@ -162,7 +162,12 @@ def discover(paths: Iterable[Path], tenant: str | None) -> list[InputFile]:
         for child in sorted(path.iterdir()):
             if child.name.startswith(".") and not child.is_dir():
                 continue  # .DS_Store and friends; a hidden *folder* is refused below
-            if child.is_symlink() and not _inside(child, path):
+            if child.is_symlink() and child.is_dir():
+                found.append(InputFile(child, "", child.name,
+                                       "a symlinked folder: a tenant folder must be a real "
+                                       "folder (a link to the inbox or another tenant would "
+                                       "read their files again); copy or move the files"))
+            elif child.is_symlink() and not _inside(child, path):
                 found.append(InputFile(child, "", child.name,
                                        "a symlink pointing outside the inbox"))
             elif child.is_dir():
@@ -527,11 +532,29 @@ def _stored_note(res: FileResult) -> str:
             "file)") if stored else ""
 
 
+def check_apart(folders: list[tuple[str, Path]]) -> None:
+    """Inputs, lake and reports must not overlap: a lake inside the inbox would be read as
+    tenants, a reports folder inside it would feed its rejects back every night."""
+    where = []
+    for name, folder in folders:
+        try:
+            where.append((name, folder, Path(folder).expanduser().resolve()))
+        except (OSError, RuntimeError) as exc:
+            raise ConfigError(f"{folder}: cannot resolve the {name} path ({exc})") from None
+    for i, (a, fa, pa) in enumerate(where):
+        for b, fb, pb in where[i + 1:]:
+            if pa.is_relative_to(pb) or pb.is_relative_to(pa):
+                raise ConfigError(f"the {a} ({fa}) and the {b} ({fb}) overlap; give each its "
+                                  "own folder, neither inside the other")
+
+
 def ingest(paths: Iterable[Path], settings: Settings, tenant: str | None = None,
            progress: Callable[[int], None] | None = None, rehash: bool = False) -> IngestReport:
     """Ingest files and inbox folders into the lake named by the settings."""
     if tenant:
         check_slug(tenant)
+    paths = list(paths)
+    check_apart([("lake", settings.lake), *(("input", p) for p in paths if Path(p).is_dir())])
     items = discover(paths, tenant)
     lake = Lake(settings.lake)
     with lake.locked():

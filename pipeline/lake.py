@@ -38,6 +38,14 @@ STAGING = ".staging"
 _MSG_KEY = ("_msg", "recipient_address")
 
 
+# Every temporary file relaywatch writes starts with this; only those are ever swept.
+TMP_PREFIX = ".tmp-relaywatch-"
+# A lake's root holds this file: relaywatch writes only into folders that have it, or
+# into new or empty ones (where it puts it first).
+MARKER = ".relaywatch-lake"
+_MARKER_TEXT = "relaywatch lake: written by relaywatch; see docs/data-dictionary.md\n"
+
+
 # Lakes this process holds the lock of (and how deeply), so nested stages of one run
 # (nightly → ingest → detect) share the lock instead of refusing themselves.
 _HELD: dict[Path, int] = {}
@@ -47,7 +55,7 @@ def write_atomically(target: Path, write: Callable[[Path], object]) -> None:
     """`write` fills a hidden temporary file beside `target`; it is synced and renamed into
     place, so readers (and a rerun after a kill) see the old file or the new one."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".tmp-{os.getpid()}-{target.name}"
+    tmp = target.parent / f"{TMP_PREFIX}{os.getpid()}-{target.name}"
     try:
         write(tmp)
         with open(tmp, "rb") as fh:
@@ -62,9 +70,19 @@ def write_atomically(target: Path, write: Callable[[Path], object]) -> None:
         raise
 
 
+def check_root(root: Path) -> Path:
+    """A lake path DuckDB can read: its views name the lake's files by glob patterns, where
+    `[`, `]`, `*`, `?` and `{` are pattern characters, not a folder's name."""
+    bad = sorted({ch for ch in str(root) if ch in "[]*?{}"})
+    if bad:
+        raise ConfigError(f"{root}: a lake path cannot hold {' '.join(bad)} (DuckDB reads the "
+                          "lake through glob patterns); rename the folder or use another")
+    return Path(root)
+
+
 class Lake:
     def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+        self.root = check_root(Path(root))
 
     def must_exist(self) -> Lake:
         """This lake, or a usage error when the folder holds no lake (a typo in --lake)."""
@@ -73,11 +91,50 @@ class Lake:
                               "point --lake at one")
         return self
 
+    def tenants(self) -> set[str]:
+        """The tenants any table of the lake holds rows or files for."""
+        return {p.name.split("=", 1)[1] for p in self.root.glob("*/tenant=*") if p.is_dir()}
+
     # ------------------------------------------------------------ locking
+
+    def claim(self) -> None:
+        """Make sure this folder is one relaywatch may write: a lake it made (the marker, or
+        a manifest from before the marker), or a new or empty folder, which it marks.
+        Never the file system's root or a home folder, never another tool's folder."""
+        where = self.root.expanduser()
+        try:
+            resolved = where.resolve()
+        except (OSError, RuntimeError) as exc:
+            raise ConfigError(f"{self.root}: cannot use this lake folder ({exc})") from None
+        if resolved == Path(resolved.anchor) or resolved in _homes():
+            raise ConfigError(f"{self.root}: refusing to use {resolved} as the lake; give a "
+                              "folder of its own, e.g. --lake /srv/relaywatch/lake")
+        if where.exists() and not where.is_dir():
+            raise ConfigError(f"{self.root}: not a folder; --lake (or [paths] lake, "
+                              "$RELAYWATCH_LAKE) must name a folder")
+        if (where / MARKER).is_file():
+            return
+        if where.is_dir():
+            try:
+                others = [n for n in os.listdir(where) if n not in (".lock", MARKER)]
+            except OSError as exc:
+                raise LakeError(f"{self.root}: cannot read the lake folder ({exc.strerror})"
+                                ) from None
+            if others and not (where / MANIFEST).is_file():
+                raise ConfigError(
+                    f"{self.root}: this folder is not empty and is not a relaywatch lake (no "
+                    f"{MARKER} file); give a new or empty folder, or the lake's own")
+        try:
+            where.mkdir(parents=True, exist_ok=True)
+            tmp = where / f"{TMP_PREFIX}{os.getpid()}-{MARKER}"
+            tmp.write_text(_MARKER_TEXT)
+            os.replace(tmp, where / MARKER)
+        except OSError as exc:
+            raise LakeError(f"{self.root}: cannot create the lake ({exc.strerror})") from None
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.claim()
         key = self.root.resolve()
         if _HELD.get(key):
             _HELD[key] += 1
@@ -111,10 +168,11 @@ class Lake:
             os.close(fd)
 
     def _sweep_temporaries(self) -> None:
-        """Remove temporary files a killed run left behind (only ever under the lock)."""
+        """Remove temporary files a killed run left behind (only ever under the lock), and
+        only relaywatch's own (TMP_PREFIX): never a file another program put in the lake."""
         for folder, _, names in os.walk(self.root):  # os.walk: a fraction of rglob's cost
             for name in names:
-                if name.startswith(".tmp-"):
+                if name.startswith(TMP_PREFIX):
                     (Path(folder) / name).unlink(missing_ok=True)
 
     # ------------------------------------------------------------ writing
@@ -291,13 +349,20 @@ class Lake:
         target = folder / f"{sha[:12]}-{safe.lstrip('.') or 'file'}"
         folder.mkdir(parents=True, exist_ok=True)
         if source.is_file() and not source.is_symlink() and not target.exists():
-            tmp = folder / f".tmp-{os.getpid()}-{target.name}"
+            tmp = folder / f"{TMP_PREFIX}{os.getpid()}-{target.name}"
             shutil.copyfile(source, tmp)
             os.replace(tmp, target)
-        reason_tmp = folder / f".tmp-{os.getpid()}-{target.name}.reason"
+        reason_tmp = folder / f"{TMP_PREFIX}{os.getpid()}-{target.name}.reason"
         reason_tmp.write_text(reason + "\n", encoding="utf-8")
         os.replace(reason_tmp, target.with_name(target.name + ".reason"))
         return target
+
+
+def _homes() -> set[Path]:
+    homes = {Path.home().resolve()}
+    if os.environ.get("HOME"):
+        homes.add(Path(os.environ["HOME"]).resolve())
+    return homes
 
 
 def merge_duplicates(df: pl.DataFrame) -> pl.DataFrame:

@@ -15,7 +15,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from pipeline import detect, ingest, mail, render, report
-from pipeline.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, ConfigError, RelaywatchError
+from pipeline.errors import (
+    EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, ConfigError, RelaywatchError, unexpected,
+)
 from pipeline.lake import Lake
 from pipeline.settings import Settings
 from pipeline.sql import Session
@@ -71,6 +73,8 @@ def run(settings: Settings, inbox: Path, as_of: datetime, email_to: list[str] | 
     stops the run before it starts (usage, lock); later failures land in Outcome.failure."""
     if not Path(inbox).is_dir():
         raise ConfigError(f"{inbox}: inbox folder not found (expected <inbox>/<tenant>/<files>)")
+    ingest.check_apart([("inbox", inbox), ("lake", settings.lake),
+                        ("reports", settings.reports)])
     if keep_days is not None and as_of > datetime.now(timezone.utc) + MAX_CLOCK_SKEW:
         raise ConfigError(f"--as-of {as_of:%Y-%m-%d %H:%M}Z is in the future: with --keep-days "
                           "it would drop data that is not old; give today's date or leave "
@@ -87,6 +91,10 @@ def run(settings: Settings, inbox: Path, as_of: datetime, email_to: list[str] | 
         except RelaywatchError as exc:
             out.failure = str(exc)
             log.error("nightly: %s", exc)
+        except Exception as exc:  # the summary line is always printed
+            log.debug("nightly failure", exc_info=True)
+            out.failure = unexpected(exc, "nightly")
+            log.error("nightly: %s", out.failure)
     return out
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
+import idna
 import polars as pl
 
 from pipeline.errors import InputFormatError
@@ -173,14 +174,30 @@ def domain(addr: pl.Expr) -> pl.Expr:
 
 def _domain(s: pl.Series) -> pl.Series:
     after_at = _chain(lambda v: v.str.slice(v.str.find("@", literal=True) + 1))(s)
-    return _blank(fix_where(s, ~s.str.contains(_PLAIN_ADDRESS), _chain(_domain_chain),
-                            base=after_at))
+    return a_labels(_blank(fix_where(s, ~s.str.contains(_PLAIN_ADDRESS), _chain(_domain_chain),
+                                     base=after_at)))
+
+
+def _a_label(name: str) -> str:
+    try:
+        return idna.encode(name, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
+        return name  # not a valid IDN: kept as written (compared as text)
+
+
+def a_labels(s: pl.Series) -> pl.Series:
+    """Internationalised domain names in their ASCII (`xn--`) form, IDNA 2008 with UTS #46
+    mapping, so `bücher.example` in one export and `xn--bcher-kva.example` in another are
+    one domain. ASCII names pass untouched (one cheap pass finds the others)."""
+    return fix_where(s, s.str.contains(r"[^\x00-\x7f]").fill_null(False),
+                     lambda v: v.map_elements(_a_label, return_dtype=pl.String))
 
 
 def domain_name(col: pl.Expr) -> pl.Expr:
-    """A bare domain name (accepted domains, connector domains): lower-case, no `*.`, no dot."""
+    """A bare domain name (accepted domains, connector domains): lower-case, no `*.`, no dot,
+    in ASCII (`xn--`) form."""
     d = col.cast(pl.String).str.strip_chars(" \t.").str.to_lowercase().str.replace(r"^\*\.", "")
-    return pl.when(d == "").then(None).otherwise(d)
+    return per_series(pl.when(d == "").then(None).otherwise(d), a_labels)
 
 
 def ip(col: pl.Expr) -> pl.Expr:

@@ -16,6 +16,7 @@ from typing import IO
 import polars as pl
 
 from pipeline.errors import ConfigError
+from pipeline.lake import TMP_PREFIX
 from pipeline.visible import visible
 
 FORMATS = ("table", "csv", "json", "parquet")
@@ -83,7 +84,7 @@ def write(df: pl.DataFrame, fmt: str, output: Path | None, stdout: IO[str]) -> N
         stdout.write({"table": to_table, "csv": to_csv, "json": to_json}[fmt](df))
         return
     output = Path(output)
-    tmp = output.with_name(f".tmp-{os.getpid()}-{output.name}")
+    tmp = output.with_name(f"{TMP_PREFIX}{os.getpid()}-{output.name}")
     try:
         if fmt == "parquet":
             df.write_parquet(tmp, compression="zstd")

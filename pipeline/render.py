@@ -18,7 +18,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from pipeline import faults
 from pipeline.errors import ConfigError
-from pipeline.lake import write_atomically
+from pipeline.lake import TMP_PREFIX, write_atomically
 from pipeline.report import COLOURS, Report, verdicts_json
 from pipeline.visible import finalize
 
@@ -66,7 +66,7 @@ def write(report: Report, out: Path) -> Path:
         one = render(for_tenant(report, t.tenant), single=True)
         files[f"tenants/{t.tenant}.html"] = one.html
         files[f"tenants/{t.tenant}.txt"] = one.text
-    for leftover in folder.rglob(".tmp-*") if folder.is_dir() else ():
+    for leftover in folder.rglob(f"{TMP_PREFIX}*") if folder.is_dir() else ():
         leftover.unlink(missing_ok=True)  # from a run killed mid-write (callers hold the lock)
     with faults.stage("report"):
         for name, text in files.items():

@@ -5,8 +5,11 @@ The settings file is optional. It is found at --config, $RELAYWATCH_CONFIG or ./
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
+from email.errors import HeaderParseError, MessageDefect
+from email.headerregistry import Address
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -61,6 +64,51 @@ class DetectSettings:
                                             "5.1.8 (restricted) NDR that count as still active.")
 
 
+# The values each threshold may take, from wherever it comes (file, flag): outside them a
+# detection is switched off (a window of 0 days sees nothing, a tolerated share of 100 %
+# forgives any relaying) or fires on everything.
+DETECT_RANGES: dict[str, tuple[float, float]] = {
+    "window_days": (1, 366), "baseline_days": (1, 366), "stale_after_hours": (1, 8784),
+    "clean_hours": (1, 8784), "blocked_now_hours": (1, 8784),
+    "unprovisioned_min_messages": (1, 1_000_000), "unprovisioned_max_share": (0.0, 0.5),
+    "unprovisioned_rise_ratio": (1.0, 1000.0), "spike_min_hour": (1, 10_000_000),
+    "spike_min_day": (1, 100_000_000), "spike_mads": (1.0, 100.0), "spike_ratio": (1.0, 100.0),
+    "spam_share": (0.01, 1.0), "wide_range_prefix": (0, 32), "connector_score": (1, 1000),
+    "restricted_min_recipients": (1, 1_000_000),
+}
+
+
+def detect_value(name: str, value: Any, origin: str) -> int | float:
+    """One [detect] value checked against its type and range, or a ConfigError saying both."""
+    kind = {f.name: f.type for f in fields(DetectSettings)}[name]
+    lo, hi = DETECT_RANGES[name]
+    shown = f"{origin}: [detect] {name} = {value!r}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{shown} must be a number from {lo} to {hi}")
+    if kind == "int" and not float(value).is_integer():
+        raise ConfigError(f"{shown} must be a whole number from {lo} to {hi}")
+    if not math.isfinite(value) or not lo <= value <= hi:
+        raise ConfigError(f"{shown} is out of range: use {lo} to {hi}")
+    return int(value) if kind == "int" else float(value)
+
+
+def check_address(text: Any, origin: str) -> str:
+    """One email address (local@domain.tld), parsed by the standard library; a list, a
+    display name or a line break is refused (they would reach the SMTP envelope)."""
+    if not isinstance(text, str):
+        raise ConfigError(f"{origin}: {text!r} is not an email address")
+    try:
+        addr = Address(addr_spec=text.strip())
+        ok = bool(addr.username) and "." in addr.domain.strip(".") and "@" not in addr.domain
+    except (ValueError, IndexError, HeaderParseError, MessageDefect):
+        ok = False
+    if not ok:
+        raise ConfigError(f"{origin}: {text!r} is not one email address (like "
+                          "soc@example.com); give several with the option repeated, or as a "
+                          'list: to = ["a@example.com", "b@example.com"]')
+    return text.strip()
+
+
 @dataclass(frozen=True)
 class Settings:
     lake: Path = Path("lake")
@@ -72,6 +120,11 @@ class Settings:
     detect: DetectSettings = field(default_factory=DetectSettings)
     email: Mapping[str, Any] = field(default_factory=dict)
     source: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def with_detect(self, origin: str, **values: Any) -> Settings:
+        """[detect] values from flags, checked as the file's are; None means 'not given'."""
+        given = {k: detect_value(k, v, origin) for k, v in values.items() if v is not None}
+        return replace(self, detect=replace(self.detect, **given))
 
     def with_overrides(self, **values: Any) -> Settings:
         """Apply command-line values; None means 'not given'."""
@@ -96,27 +149,30 @@ _TOML = {
 
 def _coerce(name: str, value: Any, origin: str) -> Any:
     kind = {f.name: f.type for f in fields(Settings)}[name]
-    try:
-        if kind == "Path":
-            return Path(str(value))
-        if kind == "int":
+    if kind == "Path":
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{origin}: {name} = {value!r} must be a non-empty folder path")
+        return Path(value)
+    if kind == "int":
+        try:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
             return int(value)
-        return str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{origin}: {name} = {value!r} is not a valid {kind}") from None
+        except (TypeError, ValueError, OverflowError):
+            raise ConfigError(f"{origin}: {name} = {value!r} must be a whole number") from None
+    if not isinstance(value, str):
+        raise ConfigError(f"{origin}: {name} = {value!r} must be text")
+    return value
 
 
 def _detect(table: Mapping[str, Any], origin: str) -> DetectSettings:
-    known = {f.name: f for f in fields(DetectSettings)}
+    known = {f.name for f in fields(DetectSettings)}
     values: dict[str, Any] = {}
     for key, value in table.items():
         if key not in known:
             raise ConfigError(f"{origin}: unknown key {key!r} in [detect]; known: "
                               f"{', '.join(known)}")
-        kind = int if known[key].type == "int" else float
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ConfigError(f"{origin}: [detect] {key} = {value!r} must be a number >= 0")
-        values[key] = kind(value)
+        values[key] = detect_value(key, value, origin)
     return DetectSettings(**values)
 
 
@@ -131,21 +187,41 @@ def _email(table: Mapping[str, Any], origin: str) -> dict[str, Any]:
             hint = " (passwords go in RELAYWATCH_SMTP_PASSWORD or _FILE)" if "pass" in key else ""
             raise ConfigError(f"{origin}: unknown key {key!r} in [email]{hint}; known: "
                               f"{', '.join(EMAIL_KEYS)}")
+    out = dict(table)
     if table.get("security", "none") not in ("none", "starttls", "ssl"):
         raise ConfigError(f"{origin}: [email] security must be none, starttls or ssl")
+    for key in ("host", "user"):
+        if key in table and (not isinstance(table[key], str) or not table[key].strip()
+                             or any(ch in table[key] for ch in "\r\n")):
+            raise ConfigError(f"{origin}: [email] {key} = {table[key]!r} must be one line of text")
+    if "port" in table:
+        port = table["port"]
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise ConfigError(f"{origin}: [email] port = {port!r} must be a number from 1 to "
+                              "65535")
+    if "from" in table:
+        out["from"] = check_address(table["from"], f"{origin}: [email] from")
+    if "to" in table:
+        to = [table["to"]] if isinstance(table["to"], str) else table["to"]
+        if not isinstance(to, list):
+            raise ConfigError(f'{origin}: [email] to must be a list: to = ["soc@example.com"]')
+        out["to"] = [check_address(a, f"{origin}: [email] to") for a in to]
     tenants = table.get("tenants", {})
     if not isinstance(tenants, dict) or not all(
             isinstance(v, list) and all(isinstance(a, str) for a in v) for v in tenants.values()):
         raise ConfigError(f"{origin}: [email.tenants] maps a tenant to a list of addresses, "
                           'e.g. contoso = ["it@contoso.com"]')
-    return dict(table)
+    out["tenants"] = {k: [check_address(a, f"{origin}: [email.tenants] {k}") for a in v]
+                      for k, v in tenants.items()}
+    return out
 
 
 def detect_markdown() -> str:
     """The [detect] thresholds as a Markdown table (kept in the README by a test)."""
-    rows = ["| key | default | why |", "|---|---|---|"]
+    rows = ["| key | default | range | why |", "|---|---|---|---|"]
     for f in fields(DetectSettings):
-        rows.append(f"| `{f.name}` | {f.default} | {f.metadata['reason']} |")
+        lo, hi = DETECT_RANGES[f.name]
+        rows.append(f"| `{f.name}` | {f.default} | {lo}–{hi} | {f.metadata['reason']} |")
     return "\n".join(rows) + "\n"
 
 
@@ -159,9 +235,27 @@ def _validated(s: Settings) -> Settings:
             f"headerless_msgtrk = {s.headerless_msgtrk!r} is not one of "
             f"{', '.join(MSGTRK_FIELD_SETS)}"
         )
-    if s.flush_rows < 1000:
-        raise ConfigError(f"flush_rows = {s.flush_rows} is too small (minimum 1000)")
+    if not 1000 <= s.flush_rows <= 100_000_000:
+        raise ConfigError(f"flush_rows = {s.flush_rows} is out of range: use 1000 to "
+                          "100000000")
     return s
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: settings file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: a folder, not a settings file; point --config or "
+                          "RELAYWATCH_CONFIG at relaywatch.toml itself") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the settings file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save the settings "
+                          "file as UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
 
 
 def load(config: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -173,13 +267,16 @@ def load(config: Path | None = None, environ: Mapping[str, str] | None = None) -
     if path is None and Path("relaywatch.toml").is_file():
         path = Path("relaywatch.toml")
     if path is not None:
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: settings file not found") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        data = _read_toml(path)
         for section, table in data.items():
+            if section not in (*_TOML, "detect", "email"):
+                raise ConfigError(
+                    f"{path}: unknown section [{section}]; known: "
+                    f"{', '.join(sorted([*_TOML, 'detect', 'email']))}"
+                )
+            if not isinstance(table, dict):
+                raise ConfigError(f"{path}: {section} = {table!r} must be a section: "
+                                  f"[{section}] on a line of its own, then key = value lines")
             if section == "detect":
                 values["detect"] = _detect(table, str(path))
                 source["detect"] = str(path)
@@ -187,15 +284,11 @@ def load(config: Path | None = None, environ: Mapping[str, str] | None = None) -
             if section == "email":
                 values["email"] = _email(table, str(path))
                 continue
-            if section not in _TOML:
-                raise ConfigError(
-                    f"{path}: unknown section [{section}]; known: "
-                    f"{', '.join(sorted([*_TOML, 'detect', 'email']))}"
-                )
-            for key, value in table.items() if section in _TOML else ():
+            for key, value in table.items():
                 if key not in _TOML[section]:
-                    raise ConfigError(f"{path}: unknown key {key!r} in [{section}]")
-                values[key] = _coerce(key, value, str(path))
+                    raise ConfigError(f"{path}: unknown key {key!r} in [{section}]; known: "
+                                      f"{', '.join(_TOML[section])}")
+                values[key] = _coerce(key, value, f"{path}: [{section}]")
                 source[key] = str(path)
     for key, var in _ENV.items():
         if env.get(var):

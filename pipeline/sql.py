@@ -26,6 +26,7 @@ import polars as pl
 
 from pipeline import schema
 from pipeline.errors import ConfigError, LakeError
+from pipeline.lake import TMP_PREFIX, check_root
 
 log = logging.getLogger("relaywatch")
 QUERIES = Path(__file__).resolve().parent.parent / "queries"
@@ -232,22 +233,21 @@ def load_query(path: Path) -> Query:
     statement = _one_statement(text, str(path))
     example = next((h.split(":", 1)[1].strip() for h in header
                     if h.lower().startswith("example:")), "")
+    body = "\n".join(ln for ln in text.splitlines() if not ln.lstrip().startswith("--"))
+    untyped = sorted(p for p in statement.named_parameters
+                     if re.search(rf"\${p}\b(?!::)", body))
+    if untyped:  # a value's type comes from the query, never from how the value looks
+        raise ConfigError(f"{path}: parameter(s) {', '.join(untyped)} used without a type; "
+                          "write each use as $name::TYPE")
     return Query(path.stem, path, header[0], example,
                  tuple(sorted(statement.named_parameters)), text)
 
 
-def parse_value(text: str) -> Any:
-    """A parameter value typed on a command line or in a header example: integers and
-    decimals become numbers, `null` becomes NULL, anything else stays text (DuckDB casts
-    it where the query says `$name::TYPE`)."""
-    if text.lower() == "null":
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
+def parse_value(text: str) -> str | None:
+    """A parameter value typed on a command line or in a header example: `null` is NULL,
+    anything else is bound as text, which DuckDB casts to the type the query declares
+    (`$name::TYPE`): `-p tenant 007` stays '007', `-p limit 10` becomes an INTEGER."""
+    return None if text.lower() == "null" else text
 
 
 def example_params(query: Query) -> dict[str, Any]:
@@ -286,16 +286,37 @@ def pinned_select(columns: tuple[str, ...]) -> str:
     return ", ".join(f'{_PINNED_AS.get(c, chr(34) + c + chr(34))} AS "{c}"' for c in columns)
 
 
+SPILL_PREFIX = "relaywatch-duckdb-"
+
+
+def _sweep_spills() -> None:
+    """Remove the spill folders of sessions whose process is gone (killed runs): only this
+    user's, only relaywatch's (by name), only of processes that no longer exist."""
+    base = Path(tempfile.gettempdir())
+    for folder in base.glob(f"{SPILL_PREFIX}*"):
+        pid = folder.name[len(SPILL_PREFIX):].split("-", 1)[0]
+        try:
+            if not pid.isdigit() or folder.is_symlink() or folder.lstat().st_uid != os.getuid():
+                continue
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue
+
+
 class Session:
     """A DuckDB connection over one lake."""
 
     def __init__(self, lake: Path, *, sandbox: bool = True, queries_dir: Path = QUERIES,
                  memory_limit: str = "1200MB", tables: Collection[str] | None = None,
                  cache: bool = False) -> None:
-        self.lake = Path(lake).resolve()
+        self.lake = check_root(Path(lake).resolve())
         self.queries_dir = queries_dir
-        # DuckDB's share of the memory; past it, work spills to a private temp folder
-        self._spill = tempfile.mkdtemp(prefix="relaywatch-duckdb-")
+        # DuckDB's share of the memory; past it, work spills to a private temp folder,
+        # named with this process's id so that the next session removes it if we are killed
+        _sweep_spills()
+        self._spill = tempfile.mkdtemp(prefix=f"{SPILL_PREFIX}{os.getpid()}-")
         self.con = duckdb.connect(":memory:", config={"memory_limit": memory_limit,
                                                       "temp_directory": self._spill})
         self.con.execute("SET TimeZone = 'UTC'")
@@ -406,7 +427,7 @@ def catalog(lake: Path, out: Path) -> Path:
     folder, so lake and catalog move together), the macros and the derived views."""
     lake, out = Path(lake).resolve(), Path(out).resolve()
     root = os.path.relpath(lake, out.parent)
-    tmp = out.with_name(f".tmp-{os.getpid()}-{out.name}")
+    tmp = out.with_name(f"{TMP_PREFIX}{os.getpid()}-{out.name}")
     tmp.unlink(missing_ok=True)
     con = duckdb.connect(str(tmp))
     try:

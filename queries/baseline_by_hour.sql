@@ -6,7 +6,7 @@ WITH b AS (SELECT $since::TIMESTAMPTZ AS since,
                   $since::TIMESTAMPTZ - to_days($baseline_days::INTEGER) AS base_start),
 hours AS (
     SELECT tenant, hour, sum(recipients) AS recipients
-    FROM outbound_hours($since::TIMESTAMPTZ - to_days($baseline_days::INTEGER), $since)
+    FROM outbound_hours($since::TIMESTAMPTZ - to_days($baseline_days::INTEGER), $since::TIMESTAMPTZ)
     WHERE $tenant::VARCHAR IS NULL OR tenant = $tenant::VARCHAR
     GROUP BY ALL
 ),

@@ -5,7 +5,7 @@
 -- 5.7.233), refused (5.7.708 IP not accepted, 5.7.64 relay denied). Counts cover the window
 -- and the baseline period before it; window_recipients only the window. tenant = NULL means
 -- every tenant.
-WITH b AS (SELECT * FROM detection_bounds($as_of, $window_days, $baseline_days))
+WITH b AS (SELECT * FROM detection_bounds($as_of::TIMESTAMPTZ, $window_days::INTEGER, $baseline_days::INTEGER))
 SELECT
     m.tenant,
     m.ndr_code,

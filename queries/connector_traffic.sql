@@ -6,6 +6,6 @@ SELECT received_utc, direction, sender_address, recipient_address, status, ndr_c
        client_ip, size_bytes, network_message_id
 FROM messages
 WHERE tenant = $tenant::VARCHAR
-  AND in_period(date, received_utc, $since, $until)
+  AND in_period(date, received_utc, $since::TIMESTAMPTZ, $until::TIMESTAMPTZ)
   AND lower(connector) IN (lower($connector::VARCHAR), lower(replace($connector::VARCHAR, '_', ' ')))
 ORDER BY received_utc DESC, recipient_address

@@ -8,7 +8,7 @@ SELECT tenant, date_trunc('hour', received_utc) AS hour,
        count(*) FILTER (WHERE sender_unprovisioned OR envelope_unprovisioned) AS unprovisioned,
        count(*) FILTER (WHERE spam_signal) AS spam
 FROM outbound_mail
-WHERE in_period(date, received_utc, $since, $until)
+WHERE in_period(date, received_utc, $since::TIMESTAMPTZ, $until::TIMESTAMPTZ)
   AND ($tenant::VARCHAR IS NULL OR tenant = $tenant::VARCHAR)
 GROUP BY ALL
 ORDER BY tenant, hour

@@ -3,7 +3,7 @@
 SELECT tenant, date AS day, ndr_code, count(*) AS recipients,
        count(DISTINCT sender_address) AS senders
 FROM messages
-WHERE in_period(date, received_utc, $since, $until)
+WHERE in_period(date, received_utc, $since::TIMESTAMPTZ, $until::TIMESTAMPTZ)
   AND ndr_code IN ('5.7.750', '5.7.705', '5.7.711', '5.1.8', '5.1.90', '5.2.2', '5.7.232',
                    '5.7.233', '5.7.708', '5.7.64')
   AND ($tenant::VARCHAR IS NULL OR tenant = $tenant::VARCHAR)

@@ -7,6 +7,6 @@ SELECT date_trunc('hour', received_utc) AS hour, ndr_code,
        list(DISTINCT recipient_domain ORDER BY recipient_domain)[1:3] AS sample_recipient_domains
 FROM messages
 WHERE tenant = $tenant::VARCHAR AND ndr_code IS NOT NULL
-  AND in_period(date, received_utc, $since, $until)
+  AND in_period(date, received_utc, $since::TIMESTAMPTZ, $until::TIMESTAMPTZ)
 GROUP BY ALL
 ORDER BY hour, ndr_code

@@ -3,7 +3,7 @@
 -- For each sender with a 5.1.8 NDR in the window: when it was first restricted, and the
 -- outbound recipients it still sent (or tried to) from then until as_of. tenant = NULL
 -- means every tenant.
-WITH b AS (SELECT * FROM detection_bounds($as_of, $window_days, $baseline_days)),
+WITH b AS (SELECT * FROM detection_bounds($as_of::TIMESTAMPTZ, $window_days::INTEGER, $baseline_days::INTEGER)),
 restricted AS (
     SELECT m.tenant, m.sender_address, min(m.received_utc) AS first_restricted_utc
     FROM messages AS m, b

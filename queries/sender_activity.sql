@@ -4,5 +4,5 @@ SELECT received_utc, direction, recipient_address, status, ndr_code, subject, co
        client_ip, network_message_id
 FROM messages
 WHERE tenant = $tenant::VARCHAR AND sender_address = lower($sender::VARCHAR)
-  AND in_period(date, received_utc, $since, $until)
+  AND in_period(date, received_utc, $since::TIMESTAMPTZ, $until::TIMESTAMPTZ)
 ORDER BY received_utc DESC, recipient_address

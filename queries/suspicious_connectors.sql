@@ -9,7 +9,7 @@
 -- its recipients of spam_share or more (20), traffic through a connector missing from the
 -- tenant's connector list (40; Exchange Online traces only, not on-premises logs).
 -- suspicious = score >= connector_score. tenant = NULL means every tenant.
-WITH b AS (SELECT * FROM detection_bounds($as_of, $window_days, $baseline_days)),
+WITH b AS (SELECT * FROM detection_bounds($as_of::TIMESTAMPTZ, $window_days::INTEGER, $baseline_days::INTEGER)),
 snap AS (
     SELECT c.*
     FROM inbound_connectors AS c, b

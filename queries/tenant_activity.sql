@@ -6,7 +6,7 @@
 -- *_unprovisioned counts are outbound recipients from unregistered domains; last_*_utc
 -- give when the last unregistered-domain / spam-signalled outbound mail was seen.
 -- tenant = NULL means every tenant.
-WITH b AS (SELECT * FROM detection_bounds($as_of, $window_days, $baseline_days)),
+WITH b AS (SELECT * FROM detection_bounds($as_of::TIMESTAMPTZ, $window_days::INTEGER, $baseline_days::INTEGER)),
 tenants AS (
     SELECT tenant FROM ingest_log WHERE tenant <> ''
     UNION SELECT m.tenant FROM messages AS m, b

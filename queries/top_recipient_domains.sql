@@ -6,7 +6,7 @@ SELECT recipient_domain,
        count(*) FILTER (WHERE status = 'delivered') AS delivered
 FROM messages
 WHERE tenant = $tenant::VARCHAR AND direction = 'outbound'
-  AND in_period(date, received_utc, $since, $until)
+  AND in_period(date, received_utc, $since::TIMESTAMPTZ, $until::TIMESTAMPTZ)
 GROUP BY ALL
 ORDER BY recipients DESC, recipient_domain
 LIMIT $limit::INTEGER

@@ -7,7 +7,7 @@ SELECT sender_address, envelope_sender,
        list(DISTINCT connector ORDER BY connector) FILTER (WHERE connector IS NOT NULL) AS connectors
 FROM messages
 WHERE tenant = $tenant::VARCHAR AND direction = 'outbound'
-  AND in_period(date, received_utc, $since, $until)
+  AND in_period(date, received_utc, $since::TIMESTAMPTZ, $until::TIMESTAMPTZ)
 GROUP BY ALL
 ORDER BY recipients DESC, sender_address
 LIMIT $limit::INTEGER

@@ -6,7 +6,7 @@
 -- share_of_outbound is the row's recipients over all the tenant's outbound recipients that
 -- day; new_domain means the domain sent no unregistered mail in the baseline period.
 -- tenant = NULL means every tenant.
-WITH b AS (SELECT * FROM detection_bounds($as_of, $window_days, $baseline_days)),
+WITH b AS (SELECT * FROM detection_bounds($as_of::TIMESTAMPTZ, $window_days::INTEGER, $baseline_days::INTEGER)),
 scoped AS (
     SELECT o.*,
            CASE WHEN o.sender_unprovisioned THEN o.sender_domain ELSE o.envelope_domain END AS domain,

@@ -8,10 +8,10 @@
 -- comparable buckets of history. A spike exceeds median + spike_mads x max(1.4826 MAD, 1)
 -- and spike_ratio x median. over_mailbox_limit marks a sender-day above the 10,000
 -- recipients/day mailbox limit. tenant = NULL means every tenant.
-WITH b AS (SELECT * FROM detection_bounds($as_of, $window_days, $baseline_days)),
+WITH b AS (SELECT * FROM detection_bounds($as_of::TIMESTAMPTZ, $window_days::INTEGER, $baseline_days::INTEGER)),
 hours AS (  -- recipients, messages and spam per tenant, hour, connector and sender
     SELECT *
-    FROM outbound_hours(lookback_start($as_of, $window_days, $baseline_days), $as_of)
+    FROM outbound_hours(lookback_start($as_of::TIMESTAMPTZ, $window_days::INTEGER, $baseline_days::INTEGER), $as_of::TIMESTAMPTZ)
     WHERE $tenant::VARCHAR IS NULL OR tenant = $tenant::VARCHAR
 ),
 starts AS (SELECT tenant, min(hour) AS first_hour FROM hours GROUP BY tenant),

@@ -56,6 +56,7 @@ class LakeBuilder:
         from pipeline.lake import Lake
 
         self.lake = Lake(root)
+        self.lake.claim()  # as a locked run would: a lake relaywatch made
         self.root = root
         self._n = 0
 

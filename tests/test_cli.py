@@ -80,11 +80,16 @@ def test_settings_file_and_environment(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("RELAYWATCH_LAKE", str(tmp_path / "from-env"))
     code, _, _ = run("ingest", str(DATA / "messagetrace_ps51.csv"), "--tenant", "c")
     assert code == 0 and (tmp_path / "from-env" / "messages").is_dir()
-    (tmp_path / "relaywatch.toml").write_text('[paths]\nlake = 3\n[nonsense]\n')
+    (tmp_path / "relaywatch.toml").write_text('[paths]\nlake = "x"\n[nonsense]\n')
     code, _, err = run("schema")
     assert code == 2
     assert err == ("relaywatch: error: relaywatch.toml: unknown section [nonsense]; known: "
                    "detect, email, ingest, paths\n")
+    (tmp_path / "relaywatch.toml").write_text('[paths]\nlake = 3\n')
+    code, _, err = run("schema")
+    assert code == 2
+    assert err == ("relaywatch: error: relaywatch.toml: [paths]: lake = 3 must be a non-empty "
+                   "folder path\n")
 
 
 def test_detect_thresholds_come_from_the_settings_file(tmp_path: Path) -> None:

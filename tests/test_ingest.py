@@ -13,6 +13,9 @@ import duckdb
 import polars as pl
 import pytest
 
+from click.testing import CliRunner
+
+from pipeline.cli import cli
 from pipeline.errors import ConfigError, LockError
 from pipeline.ingest import ingest
 from pipeline.lake import Lake
@@ -279,11 +282,11 @@ def test_killed_during_a_write_a_rerun_completes_the_lake(inbox: Path, tmp_path:
     # the lake is readable as it is: no half-written Parquet is visible
     for f in lake.rglob("*.parquet"):
         pl.read_parquet(f)
-    assert any(p.name.startswith(".tmp-") for p in lake.rglob("*"))
+    assert any(p.name.startswith(".tmp-relaywatch-") for p in lake.rglob("*"))
     env.pop("RELAYWATCH_FAULT_AFTER_WRITES")
     rerun = subprocess.run(cmd, env=env, capture_output=True)
     assert rerun.returncode == 0, rerun.stderr
-    assert not any(p.name.startswith(".tmp-") for p in lake.rglob("*"))
+    assert not any(p.name.startswith(".tmp-relaywatch-") for p in lake.rglob("*"))
     assert lake_digest(lake) == lake_digest(clean)
 
 
@@ -381,7 +384,7 @@ def test_temporaries_are_swept_only_after_a_holder_was_killed(tmp_path: Path,
     with lake.locked():
         pass
     assert swept == []
-    left = lake.root / "messages" / "tenant=a" / "date=2026-11-01" / ".tmp-99-data.parquet"
+    left = lake.root / "messages" / "tenant=a" / "date=2026-11-01" / ".tmp-relaywatch-99-data.parquet"
     left.parent.mkdir(parents=True)
     left.write_bytes(b"half")
     (lake.root / ".lock").write_text("relaywatch pid 99\n")   # what a killed holder leaves
@@ -546,3 +549,81 @@ def test_a_touched_file_stays_ingested_and_is_not_read_again(inbox: Path, tmp_pa
     assert manifest.filter(pl.col("source_file") == name)["status"].to_list() == ["ingested"]
     assert manifest.filter(pl.col("status") == "duplicate").height == 0
     assert tree_bytes(tmp_path / "lake" / "messages") == before
+
+
+def test_the_sweep_removes_only_relaywatchs_own_temporaries(tmp_path: Path) -> None:
+    lake = Lake(tmp_path / "lake")
+    with lake.locked():
+        pass
+    ours = lake.root / "messages" / "tenant=a" / ".tmp-relaywatch-7-data.parquet"
+    theirs = lake.root / "messages" / "tenant=a" / ".tmp-notes.txt"
+    ours.parent.mkdir(parents=True)
+    ours.write_bytes(b"half")
+    theirs.write_text("an analyst's file")
+    (lake.root / ".lock").write_text("relaywatch pid 99\n")
+    with lake.locked():
+        pass
+    assert not ours.exists() and theirs.read_text() == "an analyst's file"
+
+
+@pytest.mark.parametrize("case", ["root", "home", "foreign", "other_tool", "a_file"])
+def test_a_lake_root_that_is_not_relaywatchs_is_refused(tmp_path: Path, case: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    root = {"root": Path("/"), "home": tmp_path / "home", "foreign": tmp_path / "docs",
+            "other_tool": tmp_path / "warehouse", "a_file": tmp_path / "f"}[case]
+    if case == "foreign":
+        root.mkdir()
+        (root / "thesis.tex").write_text("x")
+    if case == "other_tool":
+        (root / "messages").mkdir(parents=True)
+        (root / "messages" / "part-0.parquet").write_bytes(b"PAR1")
+    if case == "a_file":
+        root.write_text("x")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    with pytest.raises(ConfigError) as err:
+        with Lake(root).locked():
+            pass
+    assert {"root": "refusing to use /", "home": "refusing to use", "a_file": "not a folder",
+            "foreign": "not a relaywatch lake", "other_tool": "not a relaywatch lake"}[case] \
+        in str(err.value)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_a_lake_made_before_the_marker_is_adopted(tmp_path: Path) -> None:
+    from pipeline.lake import MARKER
+
+    lake = Lake(tmp_path / "lake")
+    with lake.locked():
+        pass
+    (lake.root / MARKER).unlink()
+    (lake.root / "ingest_log").mkdir()
+    (lake.root / "ingest_log" / "manifest.parquet").write_bytes(b"x")
+    with lake.locked():
+        pass
+    assert (lake.root / MARKER).is_file()
+
+
+def test_overlapping_folders_and_symlinked_tenant_folders_are_refused(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    (inbox / "a").mkdir(parents=True)
+    shutil.copy(DATA / "accepted_domain.csv", inbox / "a" / "ad.csv")
+    (inbox / "all").symlink_to(".")
+    (inbox / "b").symlink_to(inbox / "a")
+    for args, message in [
+            (["nightly", "--inbox", str(inbox), "--lake", str(inbox), "--no-email"],
+             f"the inbox ({inbox}) and the lake ({inbox}) overlap"),
+            (["nightly", "--inbox", str(inbox), "--lake", str(tmp_path / "l"), "--reports",
+              str(inbox / "r"), "--no-email"], f"the inbox ({inbox}) and the reports"),
+            (["ingest", str(inbox), "--lake", str(inbox / "lake")], "the lake ("),
+    ]:
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 2 and message in r.stderr, r.stderr
+    assert sorted(p.name for p in inbox.iterdir()) == ["a", "all", "b"]
+    r = CliRunner().invoke(cli, ["ingest", str(inbox), "--lake", str(tmp_path / "lake")])
+    assert r.exit_code == 3
+    assert "all: REJECTED: a symlinked folder" in r.stderr
+    assert "b: REJECTED: a symlinked folder" in r.stderr
+    m = pl.read_parquet(tmp_path / "lake" / "ingest_log" / "manifest.parquet")
+    assert sorted(m.filter(pl.col("status") == "ingested")["source_file"]) == ["a/ad.csv"]

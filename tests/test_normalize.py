@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 
 import polars as pl
 from hypothesis import given, settings, strategies as st
@@ -261,3 +262,42 @@ def test_exchange_online_seven_digit_times_take_the_short_path_and_read_the_same
     assert iso_utc(raw).to_list() == full.to_list()
     assert parse_time_column(raw, "ymd").to_list() == full.to_list()
     assert full.null_count() == 1 and full[0].microsecond == 665707
+
+
+@given(st.text(alphabet=st.sampled_from("abcdefghijklmnopqrstuvwxyzäöüßéèçñøåæ-1"),
+               min_size=1, max_size=20))
+def test_unicode_and_xn_forms_of_a_domain_are_one_domain(label: str) -> None:
+    import idna
+
+    name = f"{label}.example"
+    try:
+        ascii_form = idna.encode(name, uts46=True).decode()
+    except idna.IDNAError:
+        return  # not a domain name at all (e.g. a leading hyphen): compared as written
+    upper = name.upper() if name.upper().lower() == name else name  # ß → SS is another name
+    for form in (name, upper, ascii_form):
+        assert nz.domain_of(f"Someone <user@{form}>") == ascii_form
+        assert pl.select(nz.domain_name(pl.lit(f"*.{form}."))).item() == ascii_form
+
+
+def test_an_accepted_unicode_domain_covers_its_xn_sender(tmp_path: Path) -> None:
+    from pipeline import detect, exports
+    from pipeline.ingest import ingest
+    from pipeline.settings import Settings
+    from tests.conftest import AS_OF, at
+
+    inbox = tmp_path / "inbox" / "books"
+    inbox.mkdir(parents=True)
+    (inbox / "ad.csv").write_text('"DomainName","DomainType","Default"\n'
+                                  '"bücher.example","Authoritative","True"\n', encoding="utf-8")
+    exports.message_trace_csv(inbox / "trace.csv", [
+        {"received_utc": at(27, 9, i % 60), "sender_address": f"s{i}@xn--bcher-kva.example",
+         "recipient_address": f"r{i}@out{i}.example", "status": "delivered",
+         "network_message_id": f"m-{i}"} for i in range(200)], "booksx.onmicrosoft.com",
+        "ps7", "iso")
+    settings = Settings(lake=tmp_path / "lake")
+    ingest([tmp_path / "inbox"], settings)
+    result = detect.detect(settings, AS_OF)
+    v = result.verdicts.row(0, named=True)
+    assert v["tenant"] == "books" and v["recommendation"] == "unblock", v["reasons"]
+    assert not any("unregistered" in r for r in v["reasons"] if "0 " not in r)

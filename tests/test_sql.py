@@ -278,3 +278,41 @@ def test_table_output_shows_control_and_bidi_characters_escaped(sample_lake: Pat
                              "--lake", str(sample_lake), "--format", "table")
     assert code == 0, err
     assert "\x1b" not in out and "\u202e" not in out and "\\x1b[2J\\u202eexe.pdf" in out
+
+
+def test_spill_folders_of_killed_sessions_are_removed_by_the_next(sample_lake: Path) -> None:
+    import subprocess
+    import tempfile
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    base = Path(tempfile.gettempdir())
+    dead = base / f"{sql.SPILL_PREFIX}{gone.pid}-x1"
+    alive = base / f"{sql.SPILL_PREFIX}1-x2"  # pid 1 is always there
+    other = base / "relaywatch-duckdbx-notours"
+    for folder in (dead, alive, other):
+        folder.mkdir(exist_ok=True)
+        (folder / "duckdb_temp_storage-0.tmp").write_bytes(b"x")
+    try:
+        with sql.Session(sample_lake) as session:
+            assert session.frame("SELECT 1 AS x")["x"][0] == 1
+        assert not dead.exists() and alive.is_dir() and other.is_dir()
+    finally:
+        for folder in (dead, alive, other):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_parameter_takes_the_type_the_query_declares_not_the_one_it_looks_like(
+        build) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import at
+
+    build.send("007", at(20), "a@zero.example", 3)
+    build.send("7", at(20), "b@seven.example", 5)
+    code, out, err = cli_run("query", "run", "top_senders", "-p", "tenant", "007", "-p", "since",
+                             "2026-11-01", "-p", "until", "2026-12-01", "-p", "limit", "10",
+                             "--lake", str(build.root), "--format", "json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [(r["sender_address"], r["recipients"]) for r in rows] == [("a@zero.example", 3)]
+    for path in sql.QUERIES.rglob("*.sql"):
+        sql.load_query(path)  # every use of every parameter carries its type

@@ -21,8 +21,8 @@ def as_list(e: pl.Expr) -> pl.Expr:
 def sender_domain_list(e: pl.Expr) -> pl.Expr:
     """`smtp:*;1;smtp:contoso.com;1` → ['*', 'contoso.com'] (address type and cost dropped)."""
     return as_list(e).list.eval(
-        pl.element().str.replace(r"(?i)^smtp:", "").str.to_lowercase()
-        .filter(~pl.element().str.contains(r"^\d+$"))
+        nz.per_series(pl.element().str.replace(r"(?i)^smtp:", "").str.to_lowercase(),
+                      nz.a_labels).filter(~pl.element().str.contains(r"^\d+$"))
     )
 
 
