@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import nullcontext
 import traceback
 from pathlib import Path
 
@@ -308,6 +309,39 @@ def nightly(obj: dict, inbox: Path | None, lake: Path | None, reports: Path | No
     if code or not obj["quiet"]:
         click.echo(outcome.summary())
     sys.exit(code)
+
+
+@cli.command()
+@LAKE_OPTION
+@click.option("--repair", is_flag=True,
+              help="Move unreadable files to <lake>/quarantine/ and mark the raw exports "
+                   "that rebuild them for the next ingest.")
+@click.pass_obj
+def doctor(obj: dict, lake: Path | None, repair: bool) -> None:
+    """Read back every file of the lake and say which cannot be read, and what rebuilds it.
+
+    Without --repair nothing is changed, and the exit code is 1 when a file is damaged.
+    With --repair each damaged file is quarantined (never deleted) and the next
+    `relaywatch ingest` or `nightly` rebuilds it from the inbox.
+
+    \b
+    Examples:
+      relaywatch doctor --lake /srv/relaywatch/lake
+      relaywatch doctor --lake /srv/relaywatch/lake --repair && relaywatch nightly ...
+    """
+    from pipeline import doctor as doctor_mod
+    from pipeline.lake import Lake
+
+    s = obj["settings"].with_overrides(lake=lake)
+    found = Lake(s.lake).must_exist()
+    with found.locked() if repair else nullcontext():
+        problems = doctor_mod.check(found, repair=repair)
+    for p in problems:
+        kept = f"; moved to {p.kept}" if repair else ""
+        click.echo(f"{p.path}\tunreadable: {p.reason}{kept}; {p.remedy}")
+    log.info("doctor: %d damaged files in %s", len(problems), s.lake)
+    if problems and not repair:
+        sys.exit(1)
 
 
 @cli.command()

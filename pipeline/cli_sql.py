@@ -22,16 +22,34 @@ _OUTPUT = click.option("--output", "-o", type=click.Path(dir_okay=False, path_ty
 _LAKE = LAKE_OPTION
 
 
+def _limits(fn):  # type: ignore[no-untyped-def]
+    """--timeout, --memory-limit and --max-rows, defaulting to [sql] in the settings."""
+    for option in reversed((
+            click.option("--timeout", "timeout_seconds", type=int, metavar="SECONDS",
+                         help="Stop the query after this long (default: [sql] "
+                              "timeout_seconds, 60)."),
+            click.option("--memory-limit", metavar="SIZE",
+                         help="DuckDB's memory for the query, e.g. 4GB (default: [sql] "
+                              "memory_limit, 1200MB)."),
+            click.option("--max-rows", type=int, metavar="N",
+                         help="Refuse results longer than this (default: [sql] max_rows, "
+                              "1000000)."))):
+        fn = option(fn)
+    return fn
+
+
 def _emit(df, fmt: str | None, out: Path | None) -> None:  # type: ignore[no-untyped-def]
     chosen = fmt or ("table" if sys.stdout.isatty() and out is None else "csv")
     output.write(df, chosen, out, sys.stdout)
 
 
-def _session(obj: dict, lake: Path | None):  # type: ignore[no-untyped-def]
-    from pipeline import sql as sql_mod
+def _session(obj: dict, lake: Path | None, **limits: object):  # type: ignore[no-untyped-def]
+    """A session on the lake and the limits its queries run under (flags over settings)."""
+    from pipeline import guard, sql as sql_mod
 
-    s = obj["settings"].with_overrides(lake=lake)
-    return sql_mod.Session(Lake(s.lake).must_exist().root)
+    s = obj["settings"].with_overrides(lake=lake, **limits)
+    session = sql_mod.Session(Lake(s.lake).must_exist().root, memory_limit=s.memory_limit)
+    return session, guard.Limits(float(s.timeout_seconds), s.max_rows)
 
 
 @cli.command("sql")
@@ -39,9 +57,10 @@ def _session(obj: dict, lake: Path | None):  # type: ignore[no-untyped-def]
 @_LAKE
 @_FORMAT
 @_OUTPUT
+@_limits
 @click.pass_obj
 def sql_command(obj: dict, statement: str, lake: Path | None, fmt: str | None,
-                **kw) -> None:  # type: ignore[no-untyped-def]
+                output: Path | None, **limits) -> None:  # type: ignore[no-untyped-def]
     """Run one read-only SQL statement against the lake's views.
 
     Views: messages, accepted_domains, inbound_connectors, outbound_connectors,
@@ -57,8 +76,9 @@ def sql_command(obj: dict, statement: str, lake: Path | None, fmt: str | None,
       relaywatch sql "FROM verdicts WHERE recommendation = 'block'" --format json
       relaywatch sql "FROM messages WHERE tenant = 'contoso'" -o contoso.parquet --format parquet
     """
-    with _session(obj, lake) as session:
-        _emit(session.ad_hoc(statement), fmt, kw.get("output"))
+    session, limits_ = _session(obj, lake, **limits)
+    with session:
+        _emit(session.ad_hoc(statement, limits_), fmt, output)
 
 
 @cli.group()
@@ -110,9 +130,11 @@ def query_show(name: str) -> None:
 @_LAKE
 @_FORMAT
 @_OUTPUT
+@_limits
 @click.pass_obj
 def query_run(obj: dict, name: str, params: tuple[tuple[str, str], ...], lake: Path | None,
-              fmt: str | None, **kw) -> None:  # type: ignore[no-untyped-def]
+              fmt: str | None, output: Path | None,
+              **limits) -> None:  # type: ignore[no-untyped-def]
     """Run a named query with parameters bound by DuckDB (never spliced into the SQL).
 
     \b
@@ -132,8 +154,9 @@ def query_run(obj: dict, name: str, params: tuple[tuple[str, str], ...], lake: P
         raise ConfigError(f"query {name} has no parameter {', '.join(extra)}; it takes "
                           + (", ".join(query.params) or "none"))
     defaults = {"as_of": datetime.now(timezone.utc), **asdict(obj["settings"].detect)}
-    with _session(obj, lake) as session:
-        _emit(session.run(name, {**defaults, **given}), fmt, kw.get("output"))
+    session, limits_ = _session(obj, lake, **limits)
+    with session:
+        _emit(session.run(name, {**defaults, **given}, limits_), fmt, output)
 
 
 @cli.command()

@@ -37,8 +37,12 @@ def parse_as_of(text: str | None, now: datetime | None = None) -> datetime:
     except ValueError:
         raise ConfigError(f"--as-of {text!r}: use a date (2026-11-28) or an ISO time "
                           "(2026-11-28T02:00Z)") from None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(
+    value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(
         timezone.utc)
+    if not 2000 <= value.year <= 2199:  # the lookback before it must be a date too
+        raise ConfigError(f"--as-of {text!r} is out of range: give a date from 2000-01-01 on "
+                          "(usually today's, or the day after the data's last day)")
+    return value
 
 
 @dataclass(frozen=True)

@@ -107,34 +107,62 @@ class IngestReport:
 
 # ---------------------------------------------------------------- discovery
 
+NOT_REGULAR = ("not a regular file (a pipe, device, socket or broken link); give the "
+               "export file itself")
+
+
 def _inside(path: Path, root: Path) -> bool:
     try:
         path.resolve().relative_to(root.resolve())
         return True
-    except ValueError:
+    except (ValueError, OSError, RuntimeError):  # RuntimeError: a symlink loop
         return False
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a symlink loop: a file entry, refused as such below
+        return False
+
+
+def _loops(path: Path) -> bool:
+    try:
+        path.resolve(strict=True)
+        return False
+    except RuntimeError:
+        return True
+    except OSError as exc:
+        return exc.errno == 40  # ELOOP
 
 
 def _walk(folder: Path, root: Path, tenant: str, prefix: str) -> Iterable[InputFile]:
     """Files under `folder`, by name, folder by folder (os.scandir: an inbox of a month's
     exports holds tens of thousands of files, and most of them are only skipped)."""
     def scan(path: str, rel: str) -> Iterable[InputFile]:
-        with os.scandir(path) as it:
-            entries = sorted((e for e in it if not e.name.startswith(".")),
-                             key=lambda e: e.name)
-        folders = [e for e in entries if e.is_dir()]
+        try:
+            with os.scandir(path) as it:
+                entries = sorted((e for e in it if not e.name.startswith(".")),
+                                 key=lambda e: e.name)
+        except OSError as exc:
+            yield InputFile(Path(path), tenant, f"{prefix}{rel}" or prefix,
+                            f"cannot read the folder ({exc.strerror})")
+            return
+        folders = [e for e in entries if _is_dir(e)]
         for e in folders:
             if e.is_symlink():
                 yield InputFile(Path(e.path), tenant, f"{prefix}{rel}/{e.name}",
                                 "a symlinked folder; copy the files into the inbox instead")
         for e in entries:
-            if e.is_dir():
+            if _is_dir(e):
                 continue
             p, shown = Path(e.path), f"{prefix}{rel}/{e.name}"
-            if e.is_symlink() and not _inside(p, root):
+            if e.is_symlink() and _loops(p):
+                yield InputFile(p, tenant, shown, "a symlink loop (it leads back to itself)")
+            elif e.is_symlink() and not _inside(p, root):
                 yield InputFile(p, tenant, shown, "a symlink pointing outside the inbox")
             elif not e.is_file():
-                yield InputFile(p, tenant, shown, "not a regular file")
+                yield InputFile(p, tenant, shown, NOT_REGULAR)
             else:
                 yield InputFile(p, tenant, shown)
         for e in folders:
@@ -154,7 +182,8 @@ def discover(paths: Iterable[Path], tenant: str | None) -> list[InputFile]:
             if path.is_dir():
                 found += _walk(path, path, tenant, tenant)
             else:
-                found.append(InputFile(path, tenant, f"{tenant}/{path.name}"))
+                found.append(InputFile(path, tenant, f"{tenant}/{path.name}",
+                                       None if path.is_file() else NOT_REGULAR))
             continue
         if not path.is_dir():
             raise ConfigError(f"{path}: a single file needs --tenant SLUG (or put it in "
@@ -316,6 +345,13 @@ class Ingestor:
                 sniffed = formats.sniff(item.path, item.display, self.settings.headerless_msgtrk)
             except InputFormatError as exc:
                 self._reject(item, res, str(exc))
+                continue
+            except OSError as exc:
+                self._reject(item, res, f"cannot read the file ({exc.strerror})")
+                continue
+            except Exception as exc:  # a sniffing bug must not stop the other files
+                log.debug("sniff failure", exc_info=True)
+                self._reject(item, res, f"could not be recognised ({type(exc).__name__})")
                 continue
             res.format = sniffed.format
             queue.append((item, sniffed, res))
@@ -554,6 +590,7 @@ def ingest(paths: Iterable[Path], settings: Settings, tenant: str | None = None,
     if tenant:
         check_slug(tenant)
     paths = list(paths)
+    Lake(settings.lake).check_place()
     check_apart([("lake", settings.lake), *(("input", p) for p in paths if Path(p).is_dir())])
     items = discover(paths, tenant)
     lake = Lake(settings.lake)

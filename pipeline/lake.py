@@ -11,11 +11,12 @@ writing the same input again replaces rather than adds. One process writes at a 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import polars as pl
@@ -23,6 +24,7 @@ import polars as pl
 from pipeline import faults, schema
 from pipeline.errors import ConfigError, LakeError, LockError
 
+log = logging.getLogger("relaywatch")
 MANIFEST = "ingest_log/manifest.parquet"
 # zstd level 1: files as small as the default level's here, at two thirds of the CPU. Null
 # counts but no min/max: rows are in time order within a day's file, so the min/max of an
@@ -33,6 +35,8 @@ PARQUET: dict = dict(compression="zstd", compression_level=1, statistics={
     "min": False, "max": False, "null_count": True, "distinct_count": False})
 # Parts of a day too big to buffer, until the day is complete (cleared at every ingest)
 STAGING = ".staging"
+# Damaged files of the lake, moved aside (never deleted) with a .reason each
+QUARANTINE = "quarantine"
 # Columns that identify one row of `messages`; rows sharing them are the same recipient of
 # the same message seen in several exports.
 _MSG_KEY = ("_msg", "recipient_address")
@@ -97,7 +101,12 @@ class Lake:
 
     # ------------------------------------------------------------ locking
 
-    def claim(self) -> None:
+    def check_place(self) -> None:
+        """Refuse, before anything is written, a lake root that is the file system's root or
+        a home folder, or a file (claim, under the lock, checks the rest)."""
+        self.claim(write=False)
+
+    def claim(self, write: bool = True) -> None:
         """Make sure this folder is one relaywatch may write: a lake it made (the marker, or
         a manifest from before the marker), or a new or empty folder, which it marks.
         Never the file system's root or a home folder, never another tool's folder."""
@@ -112,7 +121,7 @@ class Lake:
         if where.exists() and not where.is_dir():
             raise ConfigError(f"{self.root}: not a folder; --lake (or [paths] lake, "
                               "$RELAYWATCH_LAKE) must name a folder")
-        if (where / MARKER).is_file():
+        if (where / MARKER).is_file() or not write:
             return
         if where.is_dir():
             try:
@@ -302,10 +311,42 @@ class Lake:
     # ------------------------------------------------------------ manifest
 
     def manifest(self) -> pl.DataFrame:
+        """The manifest; a damaged one is quarantined (every inbox file is then read again,
+        which adds nothing twice) rather than stopping every run."""
         path = self.root / MANIFEST
         if not path.exists():
             return pl.DataFrame(schema=schema.INGEST_LOG.schema)
-        return schema.INGEST_LOG.conform(pl.read_parquet(path))
+        try:
+            return schema.INGEST_LOG.conform(pl.read_parquet(path))
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            self.quarantine(path, f"unreadable ({str(exc).strip().splitlines()[0][:200]})")
+            return pl.DataFrame(schema=schema.INGEST_LOG.schema)
+
+    def restore(self, which: pl.Expr) -> int:
+        """Mark the manifest's files matching `which` `restore`: the next ingest reads them
+        again (after their rows were lost with a damaged partition)."""
+        m = self.manifest()
+        hit = which & pl.col("status").is_in(["ingested", "duplicate", "expired"])
+        n = m.filter(hit).height
+        if n:
+            self._write(m.with_columns(pl.when(hit).then(pl.lit("restore"))
+                                       .otherwise(pl.col("status")).alias("status")),
+                        self.root / MANIFEST)
+        return n
+
+    def quarantine(self, path: Path, reason: str) -> Path:
+        """Move a damaged file of the lake into quarantine/ (named after its place in the
+        lake) with a .reason beside it: never deleted, no longer read."""
+        rel = path.relative_to(self.root)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        target = self.root / QUARANTINE / f"{stamp}-{'__'.join(rel.parts)}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+        target.with_name(target.name + ".reason").write_text(f"{rel}: {reason}\n",
+                                                             encoding="utf-8")
+        log.warning("lake: %s: corrupt, %s; moved to %s", rel, reason,
+                    target.relative_to(self.root))
+        return target.relative_to(self.root)
 
     def record(self, entries: pl.DataFrame) -> None:
         """Add or replace manifest rows keyed on (tenant, sha256, file)."""

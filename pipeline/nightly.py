@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from pipeline import detect, ingest, mail, render, report
+from pipeline import detect, doctor, ingest, mail, render, report
 from pipeline.errors import (
     EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, ConfigError, RelaywatchError, unexpected,
 )
@@ -73,6 +73,7 @@ def run(settings: Settings, inbox: Path, as_of: datetime, email_to: list[str] | 
     stops the run before it starts (usage, lock); later failures land in Outcome.failure."""
     if not Path(inbox).is_dir():
         raise ConfigError(f"{inbox}: inbox folder not found (expected <inbox>/<tenant>/<files>)")
+    Lake(settings.lake).check_place()
     ingest.check_apart([("inbox", inbox), ("lake", settings.lake),
                         ("reports", settings.reports)])
     if keep_days is not None and as_of > datetime.now(timezone.utc) + MAX_CLOCK_SKEW:
@@ -87,7 +88,15 @@ def run(settings: Settings, inbox: Path, as_of: datetime, email_to: list[str] | 
     lake = Lake(settings.lake)
     with lake.locked():
         try:
-            _stages(settings, Path(inbox), out, lake, email_to, smtp, keep_days, rehash)
+            try:
+                _stages(settings, Path(inbox), out, lake, email_to, smtp, keep_days, rehash)
+            except Exception:
+                # a damaged lake file fails every tenant: put it aside, have its raw
+                # exports read again, and run once more (every stage is idempotent)
+                if not doctor.check(lake, repair=True):
+                    raise
+                log.warning("nightly: damaged lake files were quarantined; running again")
+                _stages(settings, Path(inbox), out, lake, email_to, smtp, keep_days, rehash)
         except RelaywatchError as exc:
             out.failure = str(exc)
             log.error("nightly: %s", exc)

@@ -240,6 +240,21 @@ _ISO = re.compile(r"^\s*\d{4}-\d{2}-\d{2}")
 _CULTURE = re.compile(r"^\s*(\d{1,2})([./-])(\d{1,2})[./-](\d{2,4})\b")
 
 
+def deciding_dates(values: pl.Series) -> list[str | None]:
+    """One value of each kind the day/month order depends on (first number over 12, second
+    over 12, separator), found over the whole column: Get-MessageTrace writes newest first,
+    so the one row that decides may be the last."""
+    text = values.cast(pl.String).drop_nulls()
+    parts = text.str.extract_groups(_CULTURE.pattern)
+    kinds = pl.DataFrame({
+        "v": text,
+        "a": parts.struct.field("1").cast(pl.Int32, strict=False) > 12,
+        "sep": parts.struct.field("2"),
+        "b": parts.struct.field("3").cast(pl.Int32, strict=False) > 12,
+    })
+    return kinds.unique(["a", "sep", "b"], keep="first", maintain_order=True)["v"].to_list()
+
+
 def infer_date_order(values: Iterable[str | None], file: str, option: str = "auto") -> str:
     """Decide the day/month order of culture-formatted dates from a file's own values.
 

@@ -48,7 +48,11 @@ def to_csv(df: pl.DataFrame) -> str:
     safe = flat.with_columns(
         pl.col(n).map_elements(neutralise, return_dtype=pl.String, skip_nulls=True)
         for n, t in flat.schema.items() if t == pl.String)
-    return safe.write_csv(datetime_format="%Y-%m-%dT%H:%M:%S%.f%:z")
+    # ISO times, with the offset where the column has a zone (a naive one has none to print)
+    safe = safe.with_columns(
+        pl.col(n).dt.to_string("%Y-%m-%dT%H:%M:%S%.f" + ("%:z" if t.time_zone else ""))
+        for n, t in safe.schema.items() if isinstance(t, pl.Datetime))
+    return safe.write_csv()
 
 
 def to_json(df: pl.DataFrame) -> str:

@@ -227,7 +227,9 @@ INGEST_LOG = Table(
                                 "a file ingested before, under another name: nothing "
                                 "written; recorded so it is not read again) or `expired` "
                                 "(ingested, with events before a retention cutoff: not read "
-                                "again, unless `--rehash` restores its rows)."),
+                                "again, unless `--rehash` restores its rows) or `restore` "
+                                "(its rows were in a damaged lake file: read again by the "
+                                "next ingest)."),
         _c("rows", pl.Int64, "Canonical rows written."),
         _c("rejected_rows", pl.Int64, "Rows sent to `rejects`."),
         _c("reason", pl.String, "Why the file was rejected."),

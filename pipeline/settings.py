@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tomllib
 from email.errors import HeaderParseError, MessageDefect
 from email.headerregistry import Address
@@ -117,6 +118,10 @@ class Settings:
     date_order: str = "auto"
     headerless_msgtrk: str = "none"
     flush_rows: int = 500_000
+    # ad hoc SQL ([sql]): a statement past these stops with a message saying which
+    timeout_seconds: int = 60
+    memory_limit: str = "1200MB"
+    max_rows: int = 1_000_000
     detect: DetectSettings = field(default_factory=DetectSettings)
     email: Mapping[str, Any] = field(default_factory=dict)
     source: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -144,6 +149,7 @@ _ENV = {
 _TOML = {
     "paths": ("lake", "inbox", "reports"),
     "ingest": ("date_order", "headerless_msgtrk", "flush_rows"),
+    "sql": ("timeout_seconds", "memory_limit", "max_rows"),
 }
 
 
@@ -235,6 +241,13 @@ def _validated(s: Settings) -> Settings:
             f"headerless_msgtrk = {s.headerless_msgtrk!r} is not one of "
             f"{', '.join(MSGTRK_FIELD_SETS)}"
         )
+    if not 1 <= s.timeout_seconds <= 86_400:
+        raise ConfigError(f"timeout_seconds = {s.timeout_seconds} is out of range: use 1 to "
+                          "86400")
+    if not 1 <= s.max_rows <= 100_000_000:
+        raise ConfigError(f"max_rows = {s.max_rows} is out of range: use 1 to 100000000")
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", s.memory_limit.strip()):
+        raise ConfigError(f"memory_limit = {s.memory_limit!r}: give a size like 1200MB or 4GB")
     if not 1000 <= s.flush_rows <= 100_000_000:
         raise ConfigError(f"flush_rows = {s.flush_rows} is out of range: use 1000 to "
                           "100000000")

@@ -24,7 +24,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from pipeline import schema
+from pipeline import guard, schema
 from pipeline.errors import ConfigError, LakeError
 from pipeline.lake import TMP_PREFIX, check_root
 
@@ -313,6 +313,7 @@ class Session:
                  cache: bool = False) -> None:
         self.lake = check_root(Path(lake).resolve())
         self.queries_dir = queries_dir
+        self.memory_limit = memory_limit
         # DuckDB's share of the memory; past it, work spills to a private temp folder,
         # named with this process's id so that the next session removes it if we are killed
         _sweep_spills()
@@ -394,30 +395,46 @@ class Session:
         except duckdb.Error as exc:
             raise LakeError(f"query failed: {exc}") from None
 
-    def run(self, name: str, params: dict[str, Any]) -> pl.DataFrame:
+    def run(self, name: str, params: dict[str, Any],
+            limits: guard.Limits | None = None) -> pl.DataFrame:
         """Run queries/<name>.sql with the parameters it names (others in `params` are
-        ignored, so one dict of settings can serve every query)."""
+        ignored, so one dict of settings can serve every query); an analyst's run goes
+        under `limits`."""
         query = named(name, self.queries_dir)
         missing = sorted(set(query.params) - set(params))
         if missing:
             raise ConfigError(f"query {name}: missing parameter(s) "
                               + ", ".join(f"-p {m} VALUE" for m in missing))
         bound = {k: params[k] for k in query.params}
+        if limits is not None:
+            return self.limited(query.sql, bound, limits, name)
         started = time.monotonic()
         try:
             out = self.con.sql(query.sql, params=bound or None).pl()
             log.debug("query %s: %d rows, %.2f s", name, out.height, time.monotonic() - started)
             return out
         except duckdb.ConversionException as exc:
-            raise ConfigError(f"query {name}: a parameter has the wrong type ({exc}); "
-                              f"`relaywatch query show {name}` shows what each expects") from None
+            raise _wrong_type(name, exc) from None
         except duckdb.Error as exc:
             raise LakeError(f"{query.path}: {exc}") from None
 
-    def ad_hoc(self, text: str) -> pl.DataFrame:
+    def ad_hoc(self, text: str, limits: guard.Limits = guard.Limits()) -> pl.DataFrame:
+        """An analyst's statement, read-only, under the session's limits."""
         read_only(text)
+        return self.limited(guard.printable(self.con, text), None, limits)
+
+    def limited(self, text: str, params: dict[str, Any] | None, limits: guard.Limits,
+                name: str | None = None) -> pl.DataFrame:
         try:
-            return self.con.sql(text).pl()
+            return guard.run(self.con, text, params, limits)
+        except duckdb.OutOfMemoryException:
+            raise guard.QueryLimit(f"the query needed more than the {self.memory_limit} memory "
+                                   "limit; narrow it, or raise --memory-limit ([sql] "
+                                   "memory_limit)") from None
+        except duckdb.ConversionException as exc:
+            if name:
+                raise _wrong_type(name, exc) from None
+            raise ConfigError(f"a value has the wrong type ({_first(exc)})") from None
         except duckdb.Error as exc:
             raise ConfigError(f"query failed: {exc}") from None
 
@@ -441,3 +458,12 @@ def catalog(lake: Path, out: Path) -> Path:
     con.close()
     os.replace(tmp, out)
     return out
+
+
+def _first(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0][:300]
+
+
+def _wrong_type(name: str, exc: Exception) -> ConfigError:
+    return ConfigError(f"query {name}: a parameter has the wrong type ({exc}); "
+                       f"`relaywatch query show {name}` shows what each expects")

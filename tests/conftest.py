@@ -35,9 +35,17 @@ def parse(path: Path, tenant: str = "t", date_order: str = "auto",
 
 
 def real(name: str) -> Path:
+    """A real export sample from ../shared/fixtures/real: in CI (CI=true) it must be there;
+    elsewhere a checkout without ../shared skips these tests and says why."""
+    import os
+
     path = REAL / name
     if not path.exists():
-        pytest.fail(f"{path} missing: the shared fixtures must sit in ../shared beside the checkout")
+        message = (f"{path} missing: the shared fixtures must sit in ../shared beside the "
+                   "checkout")
+        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
     return path
 
 

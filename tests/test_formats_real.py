@@ -125,3 +125,16 @@ def test_purview_export() -> None:
     first = p.rows.row(0, named=True)
     assert first["record_id"] == "538815b7-273a-4a3f-9957-c86897966eec"
     assert first["source_line"] == 2
+
+
+@pytest.mark.parametrize("name", ["accepteddomain_formatlist_evotec.txt",
+                                  "inboundconnector_formatlist_evotec.txt",
+                                  "outboundconnector_formatlist_evotec.txt",
+                                  "historicalsearch_records_formatlist_tostka.txt"])
+def test_powershell_display_text_is_refused_with_the_export_to_use(name: str) -> None:
+    with pytest.raises(InputFormatError) as err:
+        parse(real(name))
+    assert "PowerShell display text (Format-List or Format-Table output), not an export" \
+        in str(err.value)
+    assert "export with Export-Csv -NoTypeInformation or ConvertTo-Json -Depth 5" \
+        in str(err.value)

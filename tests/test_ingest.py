@@ -511,6 +511,7 @@ def test_accepted_domains_already_in_the_lake_decide_direction(build, tmp_path: 
 
 
 def test_discovery_lists_files_by_folder_and_names_what_it_cannot_take(tmp_path: Path) -> None:
+    from pipeline import ingest as ingest_mod
     from pipeline.ingest import discover
 
     inbox = tmp_path / "inbox"
@@ -526,7 +527,7 @@ def test_discovery_lists_files_by_folder_and_names_what_it_cannot_take(tmp_path:
     assert got == [
         ("acme/linked", "a symlinked folder; copy the files into the inbox instead"),
         ("acme/a.csv", None), ("acme/inside.csv", None),
-        ("acme/pipe", "not a regular file"), ("acme/z.csv", None),
+        ("acme/pipe", ingest_mod.NOT_REGULAR), ("acme/z.csv", None),
         ("acme/b/x.csv", None), ("acme/b/deep/y.csv", None),
     ]
     assert [f.tenant for f in discover([t], "other")][1:3] == ["other", "other"]

@@ -88,7 +88,7 @@ def _subprocess(inbox: Path, base: Path, env_extra: dict[str, str]) -> subproces
 
 
 def _state(base: Path) -> tuple[dict[str, str], dict[str, str], str]:
-    reports = {k: v for k, v in tree_bytes(base / "reports").items() if "/.tmp-" not in k}
+    reports = {k: v for k, v in tree_bytes(base / "reports").items() if "/.tmp-relaywatch-" not in k}
     results = {}
     for table in ("findings", "verdicts"):
         import polars as pl
@@ -116,7 +116,7 @@ def test_killed_at_any_point_a_rerun_gives_the_same_lake_and_report(
     assert killed.wait(120) == -9, killed.stderr.read()
     rerun = _subprocess(small_inbox, tmp_path, {})
     assert rerun.wait(120) == 0, rerun.stderr.read()
-    assert not [p for p in tmp_path.rglob(".tmp-*")]
+    assert not [p for p in tmp_path.rglob(".tmp-relaywatch-*")]
     assert _state(tmp_path) == clean_state
 
 

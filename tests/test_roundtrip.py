@@ -19,7 +19,7 @@ subject = st.text(st.characters(codec="ascii", categories=["L", "N", "P", "Zs"])
                   max_size=40).map(str.strip).filter(bool)
 unicode_subject = st.text(st.characters(categories=["L", "N", "P", "Zs", "So"]), min_size=1,
                           max_size=40).map(str.strip).filter(bool)
-when = st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1),
+when = st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2026, 11, 30),
                     timezones=st.just(timezone.utc)).map(lambda d: d.replace(microsecond=0))
 
 

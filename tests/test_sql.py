@@ -316,3 +316,53 @@ def test_a_parameter_takes_the_type_the_query_declares_not_the_one_it_looks_like
     assert [(r["sender_address"], r["recipients"]) for r in rows] == [("a@zero.example", 3)]
     for path in sql.QUERIES.rglob("*.sql"):
         sql.load_query(path)  # every use of every parameter carries its type
+
+
+def test_ctrl_c_stops_a_runaway_query_at_once(sample_lake: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "sql", "SELECT count(*) FROM range(100000) a, "
+         "range(100000) b, range(100000) c", "--lake", str(sample_lake), "--timeout", "600"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.5)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert time.monotonic() - sent < 10
+    assert proc.returncode == 130 and err.strip().endswith("relaywatch: interrupted"), err
+    assert "Traceback" not in err
+
+
+def test_limits_stop_a_query_and_say_which(sample_lake: Path) -> None:
+    code, out, err = cli_run("sql", "SELECT count(*) FROM range(100000) a, range(100000) b, "
+                             "range(100000) c", "--lake", str(sample_lake), "--timeout", "1")
+    assert code == 1 and out == ""
+    assert err == ("relaywatch: error: the query ran past the 1 s statement timeout and was "
+                   "stopped; narrow it (a WHERE on date, a LIMIT) or raise --timeout ([sql] "
+                   "timeout_seconds)\n")
+    code, out, err = cli_run("sql", "FROM range(2000)", "--lake", str(sample_lake),
+                             "--max-rows", "1000")
+    assert code == 1 and err.startswith("relaywatch: error: the result has more than 1,000 rows")
+    code, out, err = cli_run("sql", "SELECT count(*) FROM range(30000000) a JOIN "
+                             "range(30000000) b USING (range)", "--lake", str(sample_lake),
+                             "--memory-limit", "50MB", "--timeout", "120")
+    assert code == 1 and "memory limit" in err, err
+    code, out, err = cli_run("sql", "SELECT 1", "--lake", str(sample_lake), "--memory-limit",
+                             "lots")
+    assert code == 2 and "memory_limit = 'lots'" in err
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "table"])
+def test_every_duckdb_type_prints_in_every_format(sample_lake: Path, fmt: str) -> None:
+    code, out, err = cli_run(
+        "sql", "SELECT INTERVAL 2 DAY AS i, TIMESTAMP '2026-01-01 10:00' AS t, '\\xAA'::BLOB "
+        "AS b, '101'::BITSTRING AS bits, union_value(n := 1) AS u, [INTERVAL 1 DAY] AS li, "
+        "1::HUGEINT AS h, TIMETZ '10:00:00+02' AS tt, MAP {'k': 1} AS m", "--lake",
+        str(sample_lake), "--format", fmt)
+    assert code == 0, err
+    for shown in ("2 days", "2026-01-01", "\\xAA", "101", "[1 day]", "10:00:00+02"):
+        assert shown in out, (shown, out)

@@ -24,7 +24,7 @@ from pipeline.errors import InputFormatError
 from pipeline.formats import audit, config, messagetrace, tracking
 from pipeline.formats.common import Context, Parsed, TabularFormat, reject_rows
 from pipeline.formats.source import (
-    UTF8, Head, Pending, read_csv_batches, read_csv_frame, read_head, read_json_records,
+    UTF8, Head, Pending, json_records, read_csv_batches, read_csv_frame, read_head,
     records_frame,
 )
 from pipeline.normalize import header_key
@@ -63,12 +63,32 @@ def _identify(keys: set[str], file: str, line: int, shown: list[str]) -> Tabular
     )
 
 
+# PowerShell's display formats: `Name : value` (or `Name = value`) lines (Format-List, the default for wide
+# objects) and a header underlined with dashes (Format-Table). They cut long values short,
+# so they are no export: say so, rather than "unknown columns".
+_LIST_LINE = re.compile(r"^[A-Za-z_][\w@.-]*\s*[:=](\s|$)")
+_TABLE_RULE = re.compile(r"^-+( +-+)*\s*$")
+
+
+def _display_text(lines: list[str]) -> bool:
+    shown = [ln for ln in lines[:40] if ln.strip()]
+    listed = sum(1 for ln in shown if _LIST_LINE.match(ln))
+    return listed >= 2 and listed * 2 >= len(shown) or any(
+        _TABLE_RULE.match(ln) for ln in shown[1:3])
+
+
 def sniff(path: Path, file: str, headerless_msgtrk: str = "none") -> Sniffed:
     head = read_head(path, file)
-    lines = head.lines
     if not head.text.strip():
         raise InputFormatError(file, None, "the file is empty", "export it again")
+    lead = next(i for i, ln in enumerate(head.lines) if ln.strip())  # blank lines skipped
+    lines = head.lines[lead:]
     first = lines[0].strip()
+    if _display_text(lines):
+        raise InputFormatError(
+            file, lead + 1, "PowerShell display text (Format-List or Format-Table output), "
+            "not an export: it cuts values short", "export with Export-Csv -NoTypeInformation "
+            "or ConvertTo-Json -Depth 5 instead of Format-List, Format-Table or the console")
     if first.startswith("#Software: Microsoft Exchange") or any(
             ln.startswith("#Fields:") for ln in lines[:10] if ln.startswith("#")):
         return Sniffed("msgtrk", "exchange_tracking_log", "messages", head)
@@ -85,10 +105,25 @@ def sniff(path: Path, file: str, headerless_msgtrk: str = "none") -> Sniffed:
         raise InputFormatError(file, 1, "only a '#TYPE' line, no header or rows",
                                "export again; the export was cut short")
     header = lines[skip]
+    if len(header) > MAX_HEADER_CHARS or header.count(",") >= MAX_COLUMNS:
+        raise InputFormatError(file, lead + skip + 1, f"a header of {header.count(',') + 1:,}+ "
+                               f"columns (exports have at most {MAX_COLUMNS})",
+                               "this is not an Exchange export; check the file")
     names = _split_header(header)
     keys = [header_key(n) for n in names]
-    fmt = _identify(set(keys), file, skip + 1, [n.strip() for n in names])
-    return Sniffed("csv", fmt.name, fmt.table, head, skip)
+    fmt = _identify(set(keys), file, lead + skip + 1, [n.strip() for n in names])
+    return Sniffed("csv", fmt.name, fmt.table, head, lead + skip)
+
+
+# The widest export relaywatch reads has ~60 columns (message trace detail with every
+# property); a header far past that is not an export, and reading it would take gigabytes.
+MAX_COLUMNS = 1000
+MAX_HEADER_CHARS = 64 * 1024
+
+
+def _too_deep(file: str) -> InputFormatError:
+    return InputFormatError(file, None, "JSON nested too deeply to be an export",
+                            "export records with ConvertTo-Json -Depth 5")
 
 
 def _split_header(line: str) -> list[str]:
@@ -103,6 +138,8 @@ def _json_keys(text: str, file: str) -> list[str]:
         s = s[1:].lstrip()
     try:
         obj, _ = decoder.raw_decode(s)
+    except RecursionError:
+        raise _too_deep(file) from None
     except json.JSONDecodeError:
         # a huge first record or pretty-printed JSON: fall back to the keys we can see
         keys = re.findall(r'"([A-Za-z_@.][\w@.]*)"\s*:', text[:65536])
@@ -139,6 +176,10 @@ def read_parts(path: Path, sniffed: Sniffed, ctx: Context) -> Iterator[Parsed]:
     """Parsed parts of a file: the whole file at once, or, for a large CSV whose rows stand
     alone (one per message or recipient), STREAM_ROWS records at a time, so memory stays
     flat whatever the file's size. Line numbers and the day/month order carry across."""
+    if sniffed.container == "json":
+        for parsed in _json_parts(path, sniffed, ctx, parts=True):
+            yield without_oversized_fields(parsed)
+        return
     if (sniffed.container != "csv" or sniffed.format not in STREAMABLE
             or path.stat().st_size < STREAM_BYTES):
         yield read(path, sniffed, ctx)
@@ -211,17 +252,46 @@ def _read(path: Path, sniffed: Sniffed, ctx: Context) -> Parsed:
     if sniffed.container == "msgtrk":
         return tracking.read_msgtrk(path, sniffed.head, ctx)
     if sniffed.container == "json":
-        fmt = next(f for f in TABULAR if f.name == sniffed.format)
-        records, bad = read_json_records(path, sniffed.head, ctx.file)
+        parts = list(_json_parts(path, sniffed, ctx, parts=False))
+        parsed = parts[0]
+        parsed.rows = pl.concat([p.rows for p in parts], how="diagonal_relaxed")
+        parsed.rejects = pl.concat([p.rejects for p in parts], how="vertical_relaxed")
+        return parsed
+    return _parse_csv(read_csv_frame(path, sniffed.head, ctx.file, skip_lines=sniffed.skip_lines),
+                      sniffed, ctx)
+
+
+# Message records of a JSON file parsed at a time (memory holds these, not the file)
+JSON_PART_RECORDS = 100_000
+
+
+def _json_parts(path: Path, sniffed: Sniffed, ctx: Context, parts: bool) -> Iterator[Parsed]:
+    """A JSON file's records through its format's parser, JSON_PART_RECORDS at a time when
+    `parts` (message rows stand alone; a configuration snapshot is one part)."""
+    fmt = next(f for f in TABULAR if f.name == sniffed.format)
+    size = JSON_PART_RECORDS if parts and fmt.table == "messages" else None
+    records: list[tuple[int, dict]] = []
+    bad: list[tuple[int, str, str]] = []
+
+    def part() -> Parsed:
         parsed = fmt.parse(records_frame(records), ctx)
         if bad:
             parsed.rejects = pl.concat([
                 parsed.rejects, pl.DataFrame(bad, schema=parsed.rejects.schema, orient="row")])
         if parsed.table == "messages" and not parsed.format.endswith("_json"):
             parsed.format += "_json"
+        records.clear()
+        bad.clear()
         return parsed
-    return _parse_csv(read_csv_frame(path, sniffed.head, ctx.file, skip_lines=sniffed.skip_lines),
-                      sniffed, ctx)
+
+    for line, record, problem in json_records(path, sniffed.head, ctx.file):
+        if record is not None:
+            records.append((line, record))
+        elif problem is not None:
+            bad.append((line, *problem))
+        if size and len(records) >= size:
+            yield part()
+    yield part()
 
 
 def _parse_csv(df: pl.DataFrame, sniffed: Sniffed, ctx: Context) -> Parsed:

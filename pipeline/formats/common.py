@@ -91,8 +91,7 @@ def parse_times(df: pl.DataFrame, ctx: Context, columns: list[str]) -> dict[str,
     if not order:  # the first part of a file decides; the others follow it
         values: list[str | None] = []
         for c in present:
-            values += df.get_column(c).drop_nulls().unique(maintain_order=True).head(5000) \
-                .to_list()
+            values += nz.deciding_dates(df.get_column(c))
         order = nz.infer_date_order(values, ctx.file, ctx.date_order)
     if present:
         ctx.decided["date_order"] = order

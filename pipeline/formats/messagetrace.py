@@ -3,6 +3,8 @@ Get-MessageTraceDetail(V2). One row per recipient; detail events are collapsed."
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import polars as pl
 
 from pipeline import normalize as nz
@@ -11,6 +13,16 @@ from pipeline.formats import events
 from pipeline.formats.common import (
     Context, Parsed, TabularFormat, any_of, as_int, col, parse_times, reject_rows,
 )
+
+
+# Message times before this are placeholders (Windows' 1601-01-01 epoch, 1900-01-01), not
+# mail: Exchange Online's traces go back 90 days, on-premises logs a few years.
+EARLIEST = datetime(1990, 1, 1, tzinfo=timezone.utc)
+
+
+def _latest() -> datetime:
+    """Times past this are not real yet (a day of clock skew and time zones allowed)."""
+    return datetime.now(timezone.utc) + timedelta(days=1)
 
 
 def finish_messages(df: pl.DataFrame, ctx: Context, fmt: str, own: tuple[str, ...],
@@ -25,13 +37,26 @@ def finish_messages(df: pl.DataFrame, ctx: Context, fmt: str, own: tuple[str, ..
     df = nz.with_distinct(df, direction=nz.direction(
         pl.col("sender_domain"), pl.col("recipient_domain"), list(own), hint)
         .cast(schema.CATEGORY))
-    good, rejects = reject_rows(df, [
+    checks = [
         (pl.col("received_utc").is_null(), "unparseable or missing timestamp",
          pl.col("_raw_time")),
+        (pl.col("received_utc") < EARLIEST, f"received_utc before {EARLIEST.year}: not a "
+         "message time (an unset date, e.g. 1601-01-01)", pl.col("_raw_time")),
+        (pl.col("received_utc") > pl.lit(_latest()), "received_utc after tomorrow: not a "
+         "message time (e.g. 9999-12-31)", pl.col("_raw_time")),
         (pl.col("sender_address").is_null() & pl.col("recipient_address").is_null(),
          "neither a sender nor a recipient address", pl.col("_raw_time")),
-    ])
-    good = good.rename({"_line": "source_line"}).drop("_raw_time", strict=False)
+        (~pl.col("sender_address").cast(pl.String).str.contains("@", literal=True),
+         "sender_address without @ (not an address; its domain cannot be judged)",
+         pl.col("sender_address")),
+        (pl.col("size_bytes") < 0, "size_bytes negative", pl.col("size_bytes")),
+    ]
+    if "_raw_size" in df.columns:
+        checks.append((pl.col("size_bytes").is_null()
+                       & (pl.col("_raw_size").str.strip_chars().str.len_bytes() > 0),
+                       "size_bytes not a number", pl.col("_raw_size")))
+    good, rejects = reject_rows(df, checks)
+    good = good.rename({"_line": "source_line"}).drop("_raw_time", "_raw_size", strict=False)
     return Parsed(fmt, "messages", good, rejects, own)
 
 
@@ -63,6 +88,7 @@ def parse_trace(df: pl.DataFrame, ctx: Context) -> Parsed:
         pl.col("_status").alias("status"),
         nz.blank_to_null(col(df, "subject")).alias("subject"),
         as_int(col(df, "size")).alias("size_bytes"),
+        col(df, "size").alias("_raw_size"),
         nz.blank_to_null(col(df, "messageid")).alias("message_id"),
         nz.network_message_id(col(df, "messagetraceid", "id"))
         .alias("network_message_id"),

@@ -11,12 +11,14 @@ import codecs
 import csv
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -35,6 +37,14 @@ class Head:
     encoding: str  # a Python codec name; "utf-8" means the file can be read as is
     text: str
     lines: list[str]
+    # line breaks other than LF and CRLF (old Mac exports, hand-edited files): the CSV
+    # reader sees only LF, so such a file is read through a copy with LF line breaks
+    bare_cr: bool = False
+
+    @property
+    def as_is(self) -> bool:
+        """Whether the file's own bytes can go to the CSV reader."""
+        return self.encoding in UTF8 and not self.bare_cr
 
 
 def sniff_encoding(raw: bytes, file: str) -> str:
@@ -80,32 +90,37 @@ def read_head(path: Path, file: str) -> Head:
         raw = raw[:-1]
     text = codecs.getincrementaldecoder(codec)(errors="replace").decode(raw, final=False)
     text = text.lstrip("\ufeff").replace("\x00", "")
-    return Head(enc, text, text.splitlines())
+    bare_cr = re.search(r"\r(?!\n)", text.rstrip("\r")) is not None
+    return Head(enc, text, text.splitlines(), bare_cr)
 
 
 @contextmanager
-def utf8_path(path: Path, encoding: str, file: str) -> Iterator[Path]:
-    """A UTF-8 view of the file: the file itself, or a temporary transcoded copy (streamed)."""
-    if encoding in UTF8:
+def utf8_path(path: Path, head: Head, file: str) -> Iterator[Path]:
+    """A UTF-8 view of the file with LF line breaks: the file itself, or a temporary
+    transcoded copy (streamed; CR and CRLF line breaks become LF)."""
+    if head.as_is:
         yield path
         return
-    codec = encoding.replace("-bom", "")
+    codec = head.encoding.replace("-bom", "")
     decoder = codecs.getincrementaldecoder(codec)(errors="strict")
     fd, tmp = tempfile.mkstemp(prefix="relaywatch-", suffix=".csv")
     try:
         with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
-            offset = 0
-            first = True
+            offset, first, held = 0, True, ""
             while chunk := src.read(_CHUNK):
                 try:
-                    text = decoder.decode(chunk)
+                    text = held + decoder.decode(chunk)
                 except UnicodeDecodeError as exc:
                     raise _invalid_bytes(file, codec, offset + exc.start) from None
                 if first:
                     text = text.lstrip("\ufeff")
                     first = False
+                if head.bare_cr:  # a CR at the chunk's end may be half of a CRLF
+                    text, held = (text[:-1], "\r") if text.endswith("\r") else (text, "")
+                    text = text.replace("\r\n", "\n").replace("\r", "\n")
                 dst.write(text.replace("\x00", "").encode("utf-8"))
                 offset += len(chunk)
+            dst.write(b"\n" if held else b"")
             try:
                 decoder.decode(b"", final=True)
             except UnicodeDecodeError:
@@ -131,7 +146,7 @@ def read_csv_frame(path: Path, head: Head, file: str, skip_lines: int = 0,
 
     `columns` gives the header for files whose header is not a CSV line (MSGTRK `#Fields`).
     """
-    with utf8_path(path, head.encoding, file) as src:
+    with utf8_path(path, head, file) as src:
         try:
             df = pl.read_csv(
                 src, has_header=columns is None, new_columns=columns, skip_lines=skip_lines,
@@ -141,17 +156,40 @@ def read_csv_frame(path: Path, head: Head, file: str, skip_lines: int = 0,
             )
         except pl.exceptions.ComputeError as exc:
             if "invalid utf-8" in str(exc).lower() and head.encoding == "utf-8":
-                return read_csv_frame(path, Head("cp1252", head.text, head.lines), file,
-                                      skip_lines, columns)
+                return read_csv_frame(path, Head("cp1252", head.text, head.lines,
+                                                 head.bare_cr), file, skip_lines, columns)
             raise InputFormatError(file, None, f"not readable as CSV ({_first_line(exc)})",
                                    "check that the file is a complete CSV export") from None
         except pl.exceptions.NoDataError:
             raise InputFormatError(file, 1, "the file has no header line",
                                    "export again with headers") from None
+        _account(src, df.height, skip_lines + (1 if columns is None else 0), columns is not None,
+                 file)
     if columns is None:
         df = _rename(df)
     first = skip_lines + (1 if columns is None else _comment_lines(head))
     return df.with_columns((pl.col("_row").cast(pl.Int64) + first + 1).alias("_line")).drop("_row")
+
+
+def _account(src: Path, rows: int, header_lines: int, comments: bool, file: str) -> None:
+    """Every record of the file must be a row read: count the records (line breaks outside
+    quoted fields) independently of the CSV reader, so that no line-break or quoting quirk
+    can drop rows silently."""
+    data = src.read_bytes().removeprefix(codecs.BOM_UTF8)
+    records, inside = 0, False
+    for line in data.split(b"\n"):
+        if inside:
+            inside = line.count(b'"') % 2 == 0
+        elif not (comments and line.startswith(b"#")):
+            records += 1
+            inside = line.count(b'"') % 2 == 1
+    if data.endswith(b"\n") or not data:
+        records -= 1  # the text after the last line break is not a record
+    expected = max(0, records - header_lines)
+    if expected != rows:
+        raise InputFormatError(file, None, f"the CSV reader read {rows:,} records, but the file "
+                               f"holds {expected:,}", "check the file's line breaks and quoting, "
+                               "or export it again; nothing of it was stored")
 
 
 @dataclass
@@ -183,6 +221,11 @@ def read_csv_batches(path: Path, head: Head, file: str, skip_lines: int, rows: i
     any size is never held in memory whole. UTF-16 and other encodings are transcoded a
     chunk at a time in memory, cut at record boundaries (no temporary copy); with
     `pending`, those chunks come unread, for the caller's threads to read."""
+    if head.bare_cr:  # through an LF copy (rare: old Mac exports, hand-edited files)
+        with utf8_path(path, head, file) as copy:
+            yield from read_csv_batches(copy, Head("utf-8", head.text, head.lines), file,
+                                        skip_lines, rows, pending)
+        return
     if head.encoding not in UTF8:
         for chunk in _transcoded_batches(path, head, file, skip_lines, rows):
             yield chunk if pending else chunk.frame()
@@ -351,56 +394,128 @@ def flatten_value(value: object) -> str | None:
     return str(value)
 
 
-def read_json_records(path: Path, head: Head, file: str) -> tuple[list[tuple[int, dict]], list[tuple[int, str, str]]]:
-    """JSON array, `{"value": [...]}` (Graph / Reporting web service) or NDJSON.
+# JSON nested deeper than this is no export (ConvertTo-Json writes -Depth 2 by default,
+# scripts ask for 5 or 10); a record with more keys than this is no export either.
+MAX_JSON_DEPTH = 32
+MAX_RECORD_KEYS = 1000
+# (line or position, record) of a good record; (line, None, (reason, raw)) of a bad line
+JsonItem = tuple[int, dict | None, tuple[str, str] | None]
 
-    Returns (line, record) pairs and (line, reason, raw) for NDJSON lines that are not JSON.
-    For arrays the number is the record's position (1-based), not a line.
-    """
+
+def json_records(path: Path, head: Head, file: str) -> Iterator[JsonItem]:
+    """The records of a JSON array, `{"value": [...]}` (Graph / Reporting web service),
+    pretty-printed objects or NDJSON, one at a time: memory holds one record, never the
+    file. NDJSON records carry their line; array elements their position (1-based)."""
+    start = head.text.lstrip()
+    ndjson = start.startswith("{") and head.lines and head.lines[0].rstrip().endswith("}")
+    with _json_source(path, head) as raw:
+        if ndjson:
+            yield from _ndjson(raw, file)
+        else:
+            yield from _json_stream(raw, file)
+
+
+@contextmanager
+def _json_source(path: Path, head: Head) -> Iterator[Any]:
+    """The file as UTF-8 bytes (transcoded as it is read, for UTF-16), BOM skipped."""
     codec = head.encoding.replace("-bom", "")
-    try:
-        text = path.read_bytes().decode(codec).lstrip("\ufeff").replace("\x00", "")
-    except UnicodeDecodeError as exc:
-        raise _invalid_bytes(file, codec, exc.start) from None
-    stripped = text.lstrip()
-    records: list[tuple[int, dict]] = []
-    bad: list[tuple[int, str, str]] = []
-    if stripped.startswith("["):
-        try:
-            data = json.loads(stripped)
-        except json.JSONDecodeError as exc:
-            raise InputFormatError(file, exc.lineno, f"invalid JSON ({exc.msg})",
-                                   "the file is truncated or not JSON; export it again") from None
-        return [(i + 1, r) for i, r in enumerate(data) if isinstance(r, dict)], bad
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
+    with open(path, "rb") as fh:
+        if codec in ("utf-8", "utf-8-sig"):
+            if fh.read(3) != codecs.BOM_UTF8:
+                fh.seek(0)
+            yield fh
+            return
+        src = codecs.EncodedFile(fh, "utf-8", codec)  # type: ignore[arg-type]
+        if head.encoding.endswith("-bom"):
+            fh.read(2)
+        yield src
+
+
+def _ndjson(raw: Any, file: str) -> Iterator[JsonItem]:
+    for n, line in enumerate(raw, start=1):
+        text = line.decode("utf-8", errors="replace").strip().replace("\x00", "")
+        if not text:
             continue
         try:
-            obj = json.loads(line)
+            obj = json.loads(text)
         except json.JSONDecodeError as exc:
-            if n == 1 and line.strip().startswith("{") and not line.rstrip().endswith("}"):
-                # one pretty-printed object spread over many lines
-                try:
-                    obj = json.loads(text)
-                except json.JSONDecodeError:
-                    raise InputFormatError(file, exc.lineno, f"invalid JSON ({exc.msg})",
-                                           "the file is truncated or not JSON") from None
-                return _unwrap(obj), bad
-            bad.append((n, f"invalid JSON ({exc.msg})", line[:1000]))
+            yield n, None, (f"invalid JSON ({exc.msg})", text[:1000])
+            continue
+        except RecursionError:
+            yield n, None, ("JSON nested too deeply to be a record", text[:1000])
             continue
         if isinstance(obj, dict) and isinstance(obj.get("value"), list):
-            records += [(n, r) for r in obj["value"] if isinstance(r, dict)]
+            for r in obj["value"]:
+                if isinstance(r, dict):
+                    yield n, _checked(r, file, n), None
         elif isinstance(obj, dict):
-            records.append((n, obj))
+            yield n, _checked(obj, file, n), None
         else:
-            bad.append((n, "a JSON value that is not an object", line[:1000]))
-    return records, bad
+            yield n, None, ("a JSON value that is not an object", text[:1000])
 
 
-def _unwrap(obj: object) -> list[tuple[int, dict]]:
-    if isinstance(obj, dict) and isinstance(obj.get("value"), list):
-        return [(i + 1, r) for i, r in enumerate(obj["value"]) if isinstance(r, dict)]
-    return [(1, obj)] if isinstance(obj, dict) else []
+def _checked(record: dict, file: str, at: int) -> dict:
+    if len(record) > MAX_RECORD_KEYS:
+        raise InputFormatError(file, at, f"a record with {len(record):,} keys (exports have at "
+                               f"most {MAX_RECORD_KEYS})", "this is not an Exchange export")
+    return record
+
+
+def _json_stream(raw: Any, file: str) -> Iterator[JsonItem]:
+    """Arrays and pretty-printed objects, from the parser's events (no prefixes, which cost
+    memory by depth): records are built one at a time, and depth is bounded."""
+    import ijson
+    from ijson.common import ObjectBuilder
+
+    depth, n = 0, 0
+    builder: ObjectBuilder | None = None
+    top: ObjectBuilder | None = None  # a top-level object (a record, or {"value": [...]})
+    record_depth = 1  # records are the top-level array's elements, or objects at depth 0
+    key = None
+    wrapped = False
+    try:
+        for event, value in ijson.basic_parse(raw, multiple_values=True, use_float=True):
+            if event in ("start_map", "start_array"):
+                depth += 1
+                if depth > MAX_JSON_DEPTH:
+                    raise InputFormatError(file, None, f"JSON nested over {MAX_JSON_DEPTH} "
+                                           "levels deep: no export is", "export records with "
+                                           "ConvertTo-Json -Depth 5")
+            if depth == 1 and event == "start_map" and builder is None:  # a top-level object
+                top, wrapped, record_depth = ObjectBuilder(), False, 1
+                top.event(event, value)
+                continue
+            if depth == 1 and event == "start_array" and top is None:
+                record_depth = 2
+                continue
+            if top is not None and depth == 2 and builder is None and key == "value" \
+                    and event == "start_array":
+                wrapped, record_depth = True, 3
+                continue
+            if depth == record_depth and event == "start_map" and builder is None and (
+                    top is None or wrapped):
+                builder = ObjectBuilder()
+            if builder is not None:
+                builder.event(event, value)
+                if event == "end_map" and depth == record_depth:
+                    n += 1
+                    yield n, _checked(builder.value, file, n), None
+                    builder = None
+            elif top is not None:
+                if depth == 1 and event == "map_key":
+                    key = value
+                if not (wrapped and depth >= 2) and not (key == "value" and wrapped):
+                    top.event(event, value)
+                if depth == 1 and event == "end_map":
+                    if not wrapped:
+                        n += 1
+                        yield n, _checked(top.value, file, n), None
+                    top, key, wrapped = None, None, False
+            if event in ("end_map", "end_array"):
+                depth -= 1
+    except ijson.JSONError as exc:
+        raise InputFormatError(file, None, f"invalid JSON ({str(exc).strip()[:200]})",
+                               "the file is truncated or not JSON; export it again") from None
 
 
 def records_frame(records: list[tuple[int, dict]]) -> pl.DataFrame:

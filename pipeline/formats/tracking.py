@@ -36,7 +36,8 @@ SPAM = r"SFV=(SPM|SKS)"
 def parse_events(df: pl.DataFrame, ctx: Context, fmt: str) -> Parsed:
     """Extended historical search or tracking-log events → canonical rows."""
     times = parse_times(df, ctx, ["datetimeutc", "datetime"])
-    time = pl.coalesce(list(times.values()))
+    # no time column at all: a header-only log (a quiet hour) read as no columns
+    time = pl.coalesce(list(times.values())) if times else pl.lit(None, pl.Datetime("us", "UTC"))
     rcpts = col(df, "recipientaddress").str.split(";")
     statuses = col(df, "recipientstatus").str.split(";")
     df = df.with_columns(
@@ -119,6 +120,7 @@ def parse_enhanced(df: pl.DataFrame, ctx: Context) -> Parsed:
         pl.lit(None, dtype=schema.CATEGORY).alias("envelope_domain"),
         nz.blank_to_null(col(df, "messagesubject")).alias("subject"),
         as_int(col(df, "totalbytes")).alias("size_bytes"),
+        col(df, "totalbytes").alias("_raw_size"),
         nz.blank_to_null(col(df, "messageid")).alias("message_id"),
         nz.network_message_id(col(df, "networkmessageid"))
         .alias("network_message_id"),
