@@ -6,13 +6,15 @@ STAMP  := $(VENV)/.installed
 # sample_logs/ ends on 2026-11-27: judge it as the nightly run of the next day would
 SAMPLE_AS_OF := 2026-11-28
 
-.PHONY: demo test bench sample clean
+.PHONY: demo test bench sample clean wheel-check lock
 
-$(STAMP): pyproject.toml
+# The pinned versions from requirements.lock, then relaywatch itself without resolving again
+$(STAMP): pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; run 'make PYTHON=python3 ...'" >&2; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -23,7 +25,27 @@ demo: $(STAMP)
 	@echo "relaywatch: report at $(CURDIR)/demo/reports/$(SAMPLE_AS_OF)/report.html (and report.txt, verdicts.json, tenants/)"
 
 test: $(STAMP)
+	$(BIN)/ruff check pipeline tests
+	$(BIN)/mypy pipeline
 	$(BIN)/python -m pytest -q
+
+# A wheel as users install it (not editable) in a fresh venv, run on the sample
+wheel-check: $(STAMP)
+	rm -rf build/wheel-check && mkdir -p build/wheel-check
+	$(BIN)/python -m pip wheel --quiet --no-deps -w build/wheel-check .
+	$(PYTHON) -m venv build/wheel-check/venv
+	build/wheel-check/venv/bin/python -m pip install --quiet -r requirements.lock
+	build/wheel-check/venv/bin/python -m pip install --quiet --no-deps build/wheel-check/relaywatch-*.whl
+	cd build/wheel-check && venv/bin/relaywatch nightly --inbox $(CURDIR)/sample_logs/inbox \
+		--lake lake --reports reports --as-of $(SAMPLE_AS_OF) --no-email || test $$? -eq 3
+	test -s build/wheel-check/reports/$(SAMPLE_AS_OF)/report.html
+	@echo "wheel-check: the installed wheel ran the nightly job"
+
+# requirements.lock from the venv as it is (after changing pyproject.toml's dependencies)
+lock:
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	{ echo "# Every package make demo / make test install, pinned (regenerate: make lock)."; \
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -v '^#'; } > requirements.lock
 
 # Not part of `make test`: minutes at full size. BENCH_SCALE=0.1 for a quick look;
 # BENCH_ARGS="--work DIR --only nightly" keeps the data and runs one part.
@@ -35,4 +57,4 @@ sample: $(STAMP)
 	$(BIN)/relaywatch generate --out sample_logs --preset sample
 
 clean:
-	rm -rf $(VENV) demo .pytest_cache
+	rm -rf $(VENV) demo .pytest_cache build

@@ -229,7 +229,8 @@ def email(obj: dict, report_dir: Path, to: tuple[str, ...], smtp_host: str | Non
 
     \b
     Examples:
-      relaywatch email reports/2026-11-28 --to soc@example.com --smtp-host mail.example.com --starttls --smtp-user relaywatch
+      relaywatch email reports/2026-11-28 --to soc@example.com --smtp-host mail.example.com \\
+          --starttls --smtp-user relaywatch
       RELAYWATCH_SMTP_PASSWORD_FILE=/etc/relaywatch/smtp.pw relaywatch email reports/2026-11-28
     """
     from pipeline import mail

@@ -127,6 +127,10 @@ def detect(settings: Settings, as_of: datetime, tenant: str | None = None,
     return result
 
 
+Relays = dict[str, verdict.Relaying]
+Findings = list[dict[str, Any]]
+
+
 def _evidence(row: dict[str, Any]) -> str:
     return json.dumps(row, default=str, ensure_ascii=False, sort_keys=True)
 
@@ -140,7 +144,7 @@ def _finding(tenant: str, detection: str, severity: str, subject: str, first: An
             "evidence": _evidence(evidence)}
 
 
-def _unprovisioned(rows: pl.DataFrame, relays: dict[str, verdict.Relaying], run: Run) -> list[dict[str, Any]]:
+def _unprovisioned(rows: pl.DataFrame, relays: Relays, run: Run) -> Findings:
     out = []
     by_domain = rows.group_by("tenant", "domain", maintain_order=True).agg(
         pl.col("messages").sum(), pl.col("recipients").sum(), pl.col("spam_recipients").sum(),
@@ -151,7 +155,8 @@ def _unprovisioned(rows: pl.DataFrame, relays: dict[str, verdict.Relaying], run:
         pl.col("baseline_recipients").first(), pl.col("domain_source").unique().sort())
     for r in by_domain.iter_rows(named=True):
         via = f" via {', '.join(repr(c) for c in r['connectors'])}" if r["connectors"] else ""
-        reasons = [f"{r['recipients']:,} recipients from {r['domain']} ({'/'.join(r['domain_source'])}"
+        source = "/".join(r["domain_source"])
+        reasons = [f"{r['recipients']:,} recipients from {r['domain']} ({source}"
                    f" sender) on {len(r['days'])} day(s){via}"]
         if r["new_domain"]:
             reasons.append("not seen sending before the window")
@@ -169,7 +174,7 @@ def _unprovisioned(rows: pl.DataFrame, relays: dict[str, verdict.Relaying], run:
     return out
 
 
-def _spikes(rows: pl.DataFrame, relays: dict[str, verdict.Relaying], run: Run) -> list[dict[str, Any]]:
+def _spikes(rows: pl.DataFrame, relays: Relays, run: Run) -> Findings:
     out = []
     grouped = rows.group_by("tenant", "scope", "key", maintain_order=True).agg(
         pl.col("bucket").min().alias("first"), pl.col("bucket").max().alias("last"),
@@ -190,12 +195,13 @@ def _spikes(rows: pl.DataFrame, relays: dict[str, verdict.Relaying], run: Run) -
         last = r["last"] + (timedelta(hours=1) if "hour" in r["grains"] else timedelta(days=1))
         out.append(_finding(r["tenant"], "volume_spike",
                             "compromise" if r["spammy"] else "info",
-                            f"{r['scope']}:{r['key']}", r["first"], last - timedelta(microseconds=1),
+                            f"{r['scope']}:{r['key']}", r["first"],
+                            last - timedelta(microseconds=1),
                             r["peak_messages"], r["peak"], 20 if r["spammy"] else 5, reasons, r))
     return out
 
 
-def _connectors(rows: pl.DataFrame, relays: dict[str, verdict.Relaying], run: Run) -> list[dict[str, Any]]:
+def _connectors(rows: pl.DataFrame, relays: Relays, run: Run) -> Findings:
     out = []
     for r in rows.filter(pl.col("score") > 0).iter_rows(named=True):
         carrying = r["window_recipients"] > 0
@@ -210,7 +216,7 @@ def _connectors(rows: pl.DataFrame, relays: dict[str, verdict.Relaying], run: Ru
     return out
 
 
-def _ndrs(rows: pl.DataFrame, relays: dict[str, verdict.Relaying], run: Run) -> list[dict[str, Any]]:
+def _ndrs(rows: pl.DataFrame, relays: Relays, run: Run) -> Findings:
     return [_finding(r["tenant"], "block_ndr",
                      "warning" if r["kind"] in ("tenant_block", "connector_block") else "info",
                      r["ndr_code"], r["first_seen_utc"], r["last_seen_utc"], r["messages"],
@@ -220,7 +226,7 @@ def _ndrs(rows: pl.DataFrame, relays: dict[str, verdict.Relaying], run: Run) -> 
             for r in rows.iter_rows(named=True)]
 
 
-def _restricted(rows: pl.DataFrame, relays: dict[str, verdict.Relaying], run: Run) -> list[dict[str, Any]]:
+def _restricted(rows: pl.DataFrame, relays: Relays, run: Run) -> Findings:
     out = []
     for r in rows.iter_rows(named=True):
         active = r["recipients_after"] >= run.settings.restricted_min_recipients

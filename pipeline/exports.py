@@ -95,7 +95,7 @@ def message_trace_csv(path: Path, rows: Sequence[Row], org: str, dialect: str = 
 def message_trace_json(path: Path, rows: Sequence[Row], org: str, style: str = "ndjson") -> None:
     """ConvertTo-Json: 'ps51' array with /Date(ms)/, 'ps7' array ISO, 'ndjson' one per line."""
     time_style = "msdate" if style == "ps51" else "iso"
-    objs = [dict(zip(TRACE_FIELDS, v)) for v in _trace_values(rows, org, time_style)]
+    objs = [dict(zip(TRACE_FIELDS, v, strict=False)) for v in _trace_values(rows, org, time_style)]
     if style == "ndjson":
         text = "\n".join(json.dumps(o, separators=(",", ":")) for o in objs)
     else:
@@ -151,7 +151,8 @@ def summary_lines(rows: Sequence[Row]) -> list[list[Any]]:
     lines = []
     for msgs in by_msg.values():
         r = msgs[0]
-        status = ";".join(f"{m['recipient_address']}##Receive, {EVENT_FOR.get(m['status'], 'Deliver')}"
+        status = ";".join(f"{m['recipient_address']}##Receive, "
+                          f"{EVENT_FOR.get(m['status'], 'Deliver')}"
                           for m in msgs)
         lines.append([fmt_time(r["received_utc"], "iso7"), r["sender_address"], status,
                       r.get("subject"), r.get("size_bytes"), r.get("message_id"),
@@ -182,7 +183,8 @@ def accepted_domains_json(path: Path, domains: Sequence[Row]) -> None:
     objs = [{"DomainName": {"Domain": d["domain_name"], "Address": d["domain_name"],
                             "IncludeSubDomains": False},
              "DomainType": d.get("domain_type", "Authoritative"),
-             "Default": d.get("is_default", False), "MatchSubDomains": d.get("match_subdomains", False),
+             "Default": d.get("is_default", False),
+             "MatchSubDomains": d.get("match_subdomains", False),
              "InitialDomain": d["domain_name"].endswith(".onmicrosoft.com"),
              "WhenCreatedUTC": fmt_time(d["when_created_utc"], "msdate")} for d in domains]
     _write_text(path, json.dumps(objs, indent=2).replace("/Date(", "\\/Date(")
@@ -206,11 +208,12 @@ def _inbound_values(c: Row, time_style: str, join: str | None) -> list[Any]:
             c.get("restrict_domains_to_ip_addresses", False),
             c.get("restrict_domains_to_certificate", False), True, False, c.get("comment"),
             fmt_time(c["when_created_utc"], time_style),
-            fmt_time(c.get("when_changed_utc", c["when_created_utc"]), time_style)]
+            fmt_time(c.get("when_changed_utc") or c["when_created_utc"], time_style)]
 
 
 def inbound_connectors_json(path: Path, connectors: Sequence[Row]) -> None:
-    objs = [dict(zip(INBOUND_FIELDS, _inbound_values(c, "msdate", None))) for c in connectors]
+    objs = [dict(zip(INBOUND_FIELDS, _inbound_values(c, "msdate", None), strict=False))
+            for c in connectors]
     _write_text(path, json.dumps(objs, indent=2).replace("/Date(", "\\/Date(")
                 .replace(")/", ")\\/"), "utf-8")
 

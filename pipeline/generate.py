@@ -104,7 +104,8 @@ class Tenant:
                          for _ in range(rng.choice([1, 1, 1, 2, 3]))]
                 status = "failed" if rng.random() < 0.01 else "delivered"
                 rows += self.message(when, rng.choice(self.users), rcpts, "outbound", status,
-                                     ndr="550 5.1.1 RESOLVER.ADR.RecipNotFound" if status == "failed" else None)
+                                     ndr="550 5.1.1 RESOLVER.ADR.RecipNotFound"
+                                     if status == "failed" else None)
             elif kind < 0.85:
                 status = "filtered_as_spam" if rng.random() < 0.03 else "delivered"
                 rows += self.message(when, f"news{rng.randrange(50)}@{rng.choice(EXTERNAL)}",
@@ -238,11 +239,13 @@ def write_inbox(inbox: Path, spec: Spec) -> list[tuple[Path, int]]:
         exports.inbound_connectors_json(p, connectors)
         out(p, 2)
         audit = [{"record_id": str(uuid.UUID(int=rng.getrandbits(128))),
-                  "creation_utc": attack - timedelta(minutes=40), "operation": "New-InboundConnector",
+                  "creation_utc": attack - timedelta(minutes=40),
+                  "operation": "New-InboundConnector",
                   "user_id": "it-admin@contoso.onmicrosoft.com", "client_ip": "185.220.101.47",
                   "object_id": "Inbound Relay Partner",
                   "parameters": {"Name": "Inbound Relay Partner", "ConnectorType": "OnPremises",
-                                 "SenderDomains": "smtp:*;1", "SenderIPAddresses": "198.51.100.0/24",
+                                 "SenderDomains": "smtp:*;1",
+                                 "SenderIPAddresses": "198.51.100.0/24",
                                  "RequireTls": "False"}},
                  {"record_id": str(uuid.UUID(int=rng.getrandbits(128))),
                   "creation_utc": _at(spec.end - timedelta(days=9), 10), "operation": "Set-Mailbox",
@@ -283,7 +286,8 @@ def write_inbox(inbox: Path, spec: Spec) -> list[tuple[Path, int]]:
                  {"record_id": str(uuid.UUID(int=rng.getrandbits(128))), "creation_utc": removed,
                   "operation": "Remove-InboundConnector",
                   "user_id": "admin@fabrikam.onmicrosoft.com", "client_ip": "192.0.2.80",
-                  "object_id": "Partner Inbound 2", "parameters": {"Identity": "Partner Inbound 2"}}]
+                  "object_id": "Partner Inbound 2",
+                  "parameters": {"Identity": "Partner Inbound 2"}}]
         p = d / "audit_log.csv"
         exports.purview_audit_csv(p, audit, t.org)
         out(p, len(audit))

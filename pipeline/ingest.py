@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -464,7 +464,7 @@ class Ingestor:
             self._pending.setdefault((tenant, day), []).append((sha, part))
         self._pending_rows += rows.height
         if self._pending_rows >= self.settings.flush_rows:
-            latest = (tenant, days.max())
+            latest = (tenant, cast(date, days.max()))
             # keep the day still being filled (its rows go on in the next part); when the
             # buffer holds nothing else, put that day's rows so far aside
             older = [k for k in {**self._pending, **self._staged} if k != latest]

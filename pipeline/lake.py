@@ -190,7 +190,8 @@ class Lake:
         write_atomically(target, lambda tmp: df.write_parquet(tmp, **PARQUET))
 
     def partition_path(self, tenant: str, day: date) -> Path:
-        return self.root / "messages" / f"tenant={tenant}" / f"date={day.isoformat()}" / "data.parquet"
+        return (self.root / "messages" / f"tenant={tenant}" / f"date={day.isoformat()}"
+                / "data.parquet")
 
     def write_messages(self, rows: pl.DataFrame) -> dict[tuple[str, date], int]:
         """Merge canonical message rows into their tenant × day partitions.

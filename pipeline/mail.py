@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
+from typing import cast
 
 from pipeline.errors import ConfigError, RelaywatchError
 
@@ -44,13 +45,17 @@ def smtp_settings(conf: Mapping[str, object], host: str | None = None, port: int
     """[email] settings, overridden by whatever flags were given."""
     mode = str(security or conf.get("security", "none"))
     default_port = {"ssl": 465, "starttls": 587}.get(mode, 25)
-    tenants = conf.get("tenants", {})
+    tenants = cast(Mapping[str, Sequence[str]], conf.get("tenants", {}))
     return SmtpSettings(
         host=host or str(conf.get("host", "localhost")),
         port=port or int(conf.get("port", default_port)),  # type: ignore[call-overload]
         security=mode, user=user or conf.get("user"),  # type: ignore[arg-type]
         sender=sender or str(conf.get("from", "relaywatch@localhost")),
-        tenants={k: tuple(v) for k, v in tenants.items()})  # type: ignore[union-attr]
+        tenants={k: tuple(v) for k, v in tenants.items()})
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
 def password(environ: Mapping[str, str] | None = None) -> str | None:
@@ -127,13 +132,13 @@ def send(report_dir: Path, to: Sequence[str], smtp: SmtpSettings,
                                       "RELAYWATCH_SMTP_PASSWORD or RELAYWATCH_SMTP_PASSWORD_FILE")
                 client.login(smtp.user, secret)
             sent = []
-            for tenant, rcpts, msg in messages:
-                refused = client.send_message(msg, smtp.sender, rcpts)
+            for who, addrs, msg in messages:
+                refused = client.send_message(msg, smtp.sender, addrs)
                 if refused:
                     raise MailError(f"{where} refused recipient(s) "
-                                    + ", ".join(f"{a} ({c} {m.decode(errors='replace')})"
+                                    + ", ".join(f"{a} ({c} {_text(m)})"
                                                 for a, (c, m) in refused.items()))
-                sent.append((tenant or "overview", rcpts))
+                sent.append((who or "overview", addrs))
             return sent
     except ConnectionRefusedError:
         raise MailError(f"cannot connect to SMTP server {where}: connection refused; check "
@@ -144,7 +149,7 @@ def send(report_dir: Path, to: Sequence[str], smtp: SmtpSettings,
         raise MailError(f"cannot resolve SMTP host {smtp.host!r} ({exc.strerror})") from None
     except smtplib.SMTPAuthenticationError as exc:
         raise MailError(f"{where} refused the login of {smtp.user} ({exc.smtp_code} "
-                        f"{exc.smtp_error.decode(errors='replace')}): check the user and "
+                        f"{_text(exc.smtp_error)}): check the user and "
                         "RELAYWATCH_SMTP_PASSWORD(_FILE)") from None
     except smtplib.SMTPRecipientsRefused as exc:
         raise MailError(f"{where} refused every recipient: " + ", ".join(

@@ -131,7 +131,8 @@ def _stages(settings: Settings, inbox: Path, out: Outcome, lake: Lake,
         else:
             log.info("retention: nothing before %s to drop", cutoff)
     log.info("nightly: detecting as of %s", out.as_of.isoformat())
-    with Session(settings.lake, cache=True) as session:  # detect and report share the loaded lookback
+    # detect and report share one session: the lookback is loaded once
+    with Session(settings.lake, cache=True) as session:
         detect.detect(settings, out.as_of, session=session)
         built = report.build(settings.lake, out.as_of.date(), settings.detect, shared=session)
     out.report_dir = render.write(built, settings.reports)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 
 import idna
 import polars as pl
+from polars._typing import PolarsDataType
 
 from pipeline.errors import InputFormatError
 
@@ -105,7 +106,7 @@ def _evaluate(df: pl.DataFrame, exprs: dict[str, pl.Expr]) -> pl.DataFrame:
 
 
 def per_series(col: pl.Expr, fn: Callable[[pl.Series], pl.Series],
-               dtype: pl.DataType = pl.String) -> pl.Expr:
+               dtype: PolarsDataType = pl.String) -> pl.Expr:
     """An expression that runs `fn` on the column's values (elementwise: literals
     broadcast, and any part of a column gives the same values)."""
     return col.cast(pl.String).map_batches(fn, return_dtype=dtype, is_elementwise=True)

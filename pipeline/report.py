@@ -13,7 +13,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -163,7 +163,7 @@ def build(lake: Path, as_of: date, settings: DetectSettings, tenant: str | None 
             raise ConfigError(f"{lake}: no verdicts for {as_of}"
                               + (f" and tenant {tenant!r}" if tenant else "")
                               + f"; run `relaywatch detect --as-of {as_of}` first")
-        as_of_utc = verdicts["as_of_utc"].max()
+        as_of_utc = cast(datetime, verdicts["as_of_utc"].max())
         since = as_of_utc - timedelta(days=settings.window_days)
         findings = session.run("report_findings", {"as_of": as_of, "tenant": tenant})
         hourly = session.run("report_hours", {"as_of": as_of, "tenant": tenant})
@@ -173,10 +173,14 @@ def build(lake: Path, as_of: date, settings: DetectSettings, tenant: str | None 
         rejected = session.run("rejected_files", {"tenant": tenant})
         bad_rows = session.run("rejected_rows", {"tenant": tenant})
     parts = [_by_tenant(f) for f in (findings, hourly, baseline, ndrs)]
-    tenants = tuple(
-        _tenant(v, *(p.get(v["tenant"], frame.clear()) for p, frame in
-                     zip(parts, (findings, hourly, baseline, ndrs))), since, as_of_utc, settings)
-        for v in verdicts.iter_rows(named=True))
+    def mine(v: dict[str, Any]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame,
+                                          pl.DataFrame]:
+        f, h, b, n = (p.get(v["tenant"], frame.clear()) for p, frame in
+                      zip(parts, (findings, hourly, baseline, ndrs), strict=True))
+        return f, h, b, n
+
+    tenants = tuple(_tenant(v, *mine(v), since, as_of_utc, settings)
+                    for v in verdicts.iter_rows(named=True))
     states = {t.tenant: (t.data_state, t.last_event) for t in tenants}
     quality_rows = tuple({**q, "data_state": states.get(q["tenant"], ("no_data", ""))[0],
                           "last_event": states.get(q["tenant"], ("", "never"))[1]}
@@ -204,12 +208,13 @@ def chart(hourly: pl.DataFrame, baseline: pl.DataFrame, spikes: set[datetime],
                base.get((h.hour, h.isoweekday() >= 6), 0.0)) for h in hours]
     peak = max([r + u for r, u, _ in values] + [b for _, _, b in values] + [1])
     bars = []
-    for h, (reg, unp, bl) in zip(hours, values):
+    for h, (reg, unp, bl) in zip(hours, values, strict=False):
         top_reg = round(reg / peak * CHART_HEIGHT)
         top_all = round((reg + unp) / peak * CHART_HEIGHT)
         mark = min(CHART_HEIGHT - 2, round(bl / peak * CHART_HEIGHT)) if bl > 0 else -9
 
-        def colour(y: float) -> str:  # what shows at height y (0 = bottom)
+        def colour(y: float, mark: int = mark, top_reg: int = top_reg,
+                   top_all: int = top_all) -> str:  # what shows at height y (0 = bottom)
             if mark <= y < mark + 2:
                 return COLOURS["baseline"]
             if y < top_reg:
@@ -218,7 +223,7 @@ def chart(hourly: pl.DataFrame, baseline: pl.DataFrame, spikes: set[datetime],
 
         cuts = sorted({0, top_reg, top_all, CHART_HEIGHT, *((mark, mark + 2) if bl > 0 else ())})
         segments: list[tuple[int, str]] = []
-        for lo, hi in reversed(list(zip(cuts, cuts[1:]))):  # top-down
+        for lo, hi in reversed(list(zip(cuts, cuts[1:], strict=False))):  # top-down
             c = colour((lo + hi) / 2)
             if segments and segments[-1][1] == c:
                 segments[-1] = (segments[-1][0] + hi - lo, c)

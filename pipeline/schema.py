@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import polars as pl
+from polars._typing import PolarsDataType
 
 UTC_TS = pl.Datetime("us", "UTC")
 STR_LIST = pl.List(pl.String)
@@ -21,7 +22,7 @@ STR_LIST = pl.List(pl.String)
 CATEGORY = pl.Categorical()
 
 
-def text_type(dtype: pl.DataType) -> pl.DataType:
+def text_type(dtype: PolarsDataType) -> PolarsDataType:
     """The type as SQL and the docs see it (a dictionary column is text)."""
     return pl.String if dtype == CATEGORY else dtype
 
@@ -29,7 +30,7 @@ def text_type(dtype: pl.DataType) -> pl.DataType:
 @dataclass(frozen=True)
 class Column:
     name: str
-    dtype: pl.DataType
+    dtype: PolarsDataType
     meaning: str
 
 
@@ -66,7 +67,7 @@ class Table:
         return df.select(exprs)
 
 
-def _c(name: str, dtype: pl.DataType, meaning: str) -> Column:
+def _c(name: str, dtype: PolarsDataType, meaning: str) -> Column:
     return Column(name, dtype, meaning)
 
 
@@ -94,18 +95,22 @@ MESSAGES = Table(
         _c("direction", CATEGORY, "`outbound`, `inbound`, `internal` or `unknown`."),
         _c("sender_address", pl.String, "Header/trace sender address, lower-case."),
         _c("sender_domain", CATEGORY, "Domain of `sender_address`, lower-case."),
-        _c("envelope_sender", pl.String, "Envelope sender (return-path / P1 MAIL FROM), when the export has it."),
+        _c("envelope_sender", pl.String,
+           "Envelope sender (return-path / P1 MAIL FROM), when the export has it."),
         _c("envelope_domain", CATEGORY, "Domain of `envelope_sender`."),
         _c("recipient_address", pl.String, "Recipient address, lower-case."),
         _c("recipient_domain", CATEGORY, "Domain of `recipient_address`."),
-        _c("status", CATEGORY, "delivered, failed, filtered_as_spam, quarantined, pending, expanded, received, resolved or none."),
+        _c("status", CATEGORY, "delivered, failed, filtered_as_spam, quarantined, pending, "
+                               "expanded, received, resolved or none."),
         _c("ndr_code", pl.String, "Enhanced status code of a non-delivery, e.g. `5.7.750`."),
         _c("subject", pl.String, "Message subject (attacker-controlled text)."),
         _c("size_bytes", pl.Int64, "Message size in bytes."),
         _c("message_id", pl.String, "Internet Message-ID, with angle brackets as exported."),
-        _c("network_message_id", pl.String, "Exchange network message id (MessageTraceId), lower-case."),
+        _c("network_message_id", pl.String,
+           "Exchange network message id (MessageTraceId), lower-case."),
         _c("connector", pl.String, "Connector the message came through, when known."),
-        _c("client_ip", pl.String, "IP the message was received from (FromIP / original client IP)."),
+        _c("client_ip", pl.String,
+           "IP the message was received from (FromIP / original client IP)."),
         _c("to_ip", pl.String, "IP the message was sent to (ToIP), when known."),
         _c("spam_verdict", pl.Boolean, "True when the export marks the message as spam."),
         *_SOURCE,
@@ -121,7 +126,8 @@ ACCEPTED_DOMAINS = Table(
         _c("domain_name", pl.String, "Domain, lower-case, without a leading `*.`."),
         _c("domain_type", pl.String, "Authoritative, InternalRelay or ExternalRelay."),
         _c("is_default", pl.Boolean, "The tenant's default domain."),
-        _c("match_subdomains", pl.Boolean, "Also covers every subdomain (also true for `*.` names)."),
+        _c("match_subdomains", pl.Boolean,
+           "Also covers every subdomain (also true for `*.` names)."),
         _c("is_initial", pl.Boolean, "The tenant's initial `*.onmicrosoft.com` domain."),
         _c("when_created_utc", UTC_TS, "WhenCreatedUTC."),
         _c("when_changed_utc", UTC_TS, "WhenChangedUTC."),
@@ -394,7 +400,7 @@ VIEWS: dict[str, Table] = {OUTBOUND_MAIL.name: OUTBOUND_MAIL,
                            OUTBOUND_VOLUMES.name: OUTBOUND_VOLUMES}
 
 
-def _type_name(dtype: pl.DataType) -> str:
+def _type_name(dtype: PolarsDataType) -> str:
     dtype = text_type(dtype)
     if dtype == UTC_TS:
         return "TIMESTAMP WITH TIME ZONE (UTC)"

@@ -129,7 +129,7 @@ class Settings:
     def with_detect(self, origin: str, **values: Any) -> Settings:
         """[detect] values from flags, checked as the file's are; None means 'not given'."""
         given = {k: detect_value(k, v, origin) for k, v in values.items() if v is not None}
-        return replace(self, detect=replace(self.detect, **given))
+        return replace(self, detect=replace(self.detect, **given))  # type: ignore[arg-type]
 
     def with_overrides(self, **values: Any) -> Settings:
         """Apply command-line values; None means 'not given'."""

@@ -23,13 +23,16 @@ from typing import Any
 
 import duckdb
 import polars as pl
+from polars._typing import PolarsDataType
 
 from pipeline import guard, schema
 from pipeline.errors import ConfigError, LakeError
 from pipeline.lake import TMP_PREFIX, check_root
 
 log = logging.getLogger("relaywatch")
-QUERIES = Path(__file__).resolve().parent.parent / "queries"
+# queries/ at the top of the repository, reached through pipeline/queries (a link there,
+# the files themselves in a wheel, where they are package data)
+QUERIES = Path(__file__).resolve().parent / "queries"
 # The message columns the detections read; only these, and only the lookback's days, are
 # loaded (once) for a detect run. The detections identify a message by
 # coalesce(network_message_id, message_id), so the pinned copy keeps just that (in
@@ -59,8 +62,9 @@ CREATE OR REPLACE MACRO ip_in_range(ip, rng) AS CASE
     ELSE ipv4_int(ip) = ipv4_int(rng) END;
 CREATE OR REPLACE MACRO range_prefix(rng) AS CASE
     WHEN contains(rng, '/') THEN TRY_CAST(split_part(rng, '/', 2) AS INTEGER)
-    WHEN contains(rng, '-') THEN 32 - ceil(log2(ipv4_int(trim(split_part(rng, '-', 2)))
-                                              - ipv4_int(trim(split_part(rng, '-', 1))) + 1))::INTEGER
+    WHEN contains(rng, '-') THEN 32 - ceil(log2(
+        ipv4_int(trim(split_part(rng, '-', 2))) - ipv4_int(trim(split_part(rng, '-', 1))) + 1
+    ))::INTEGER
     ELSE 32 END;
 CREATE OR REPLACE MACRO is_provisioned(t, dom, ts) AS (
     dom IS NULL OR dom = t || '.onmicrosoft.com' OR EXISTS (
@@ -111,7 +115,7 @@ CREATE OR REPLACE MACRO outbound_hours(since, until) AS TABLE
 """
 
 
-def duck_type(dtype: pl.DataType) -> str:
+def duck_type(dtype: PolarsDataType) -> str:
     dtype = schema.text_type(dtype)
     if dtype == schema.UTC_TS:
         return "TIMESTAMPTZ"
@@ -418,10 +422,10 @@ class Session:
         except duckdb.Error as exc:
             raise LakeError(f"{query.path}: {exc}") from None
 
-    def ad_hoc(self, text: str, limits: guard.Limits = guard.Limits()) -> pl.DataFrame:
-        """An analyst's statement, read-only, under the session's limits."""
+    def ad_hoc(self, text: str, limits: guard.Limits | None = None) -> pl.DataFrame:
+        """An analyst's statement, read-only, under limits (the defaults unless given)."""
         read_only(text)
-        return self.limited(guard.printable(self.con, text), None, limits)
+        return self.limited(guard.printable(self.con, text), None, limits or guard.Limits())
 
     def limited(self, text: str, params: dict[str, Any] | None, limits: guard.Limits,
                 name: str | None = None) -> pl.DataFrame:

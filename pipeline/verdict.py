@@ -116,8 +116,8 @@ def judge(tenant: str, rows: dict[str, pl.DataFrame], findings: list[dict[str, A
 
     blocks = [r for r in _rows(rows["block_ndrs"], tenant) if r["kind"] in BLOCK_KINDS]
     latest_block = max(blocks, key=lambda r: r["last_seen_utc"]) if blocks else None
-    blocked_now = bool(latest_block) and latest_block["last_seen_utc"] >= as_of - timedelta(
-        hours=s.blocked_now_hours)
+    blocked_now = latest_block is not None and latest_block["last_seen_utc"] >= (
+        as_of - timedelta(hours=s.blocked_now_hours))
     connectors = _rows(rows["suspicious_connectors"], tenant)
     unusual = [c for c in connectors if c["suspicious"] and (
         c["in_connector_list"] or (c["last_traffic_utc"] or as_of - timedelta(days=999))

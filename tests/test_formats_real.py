@@ -138,3 +138,16 @@ def test_powershell_display_text_is_refused_with_the_export_to_use(name: str) ->
         in str(err.value)
     assert "export with Export-Csv -NoTypeInformation or ConvertTo-Json -Depth 5" \
         in str(err.value)
+
+
+def test_missing_shared_fixtures_skip_outside_ci_and_fail_in_ci(
+        monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests import conftest
+
+    monkeypatch.setattr(conftest, "REAL", tmp_path / "absent")
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="shared fixtures must sit in ../shared"):
+        conftest.real("messagetrace_elastic.ndjson")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="shared fixtures must sit in ../shared"):
+        conftest.real("messagetrace_elastic.ndjson")

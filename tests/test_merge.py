@@ -62,6 +62,6 @@ def test_many_repeats_take_the_sorting_path_with_the_same_result(monkeypatch) ->
     sorted_ = lake.merge_duplicates(df)
     assert slotted.height == sorted_.height == 30
     assert slotted.equals(sorted_) and slotted.equals(reference(df))
-    subjects = dict(zip(slotted["network_message_id"], slotted["subject"]))
+    subjects = dict(zip(slotted["network_message_id"], slotted["subject"], strict=False))
     assert (subjects["m0"], subjects["m9"], subjects["m29"]) == ("s390", "s399", "s299")
     assert slotted["received_utc"].is_sorted() and slotted["received_utc"][0] == T0

@@ -185,7 +185,7 @@ def test_csv_neutralises_formulas_and_parquet_goes_to_a_file(sample_lake: Path,
 
 def test_query_commands_list_show_and_parameter_errors(sample_lake: Path) -> None:
     code, out, _ = cli_run("query", "list")
-    line = next(l for l in out.splitlines() if l.startswith("spike_drilldown\t"))
+    line = next(ln for ln in out.splitlines() if ln.startswith("spike_drilldown\t"))
     assert line.endswith("\t$hour $limit $tenant")
     code, out, _ = cli_run("query", "show", "spike_drilldown")
     assert out == (ROOT / "queries" / "spike_drilldown.sql").read_text()

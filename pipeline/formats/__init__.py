@@ -11,7 +11,7 @@ import json
 import os
 import re
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
@@ -63,9 +63,9 @@ def _identify(keys: set[str], file: str, line: int, shown: list[str]) -> Tabular
     )
 
 
-# PowerShell's display formats: `Name : value` (or `Name = value`) lines (Format-List, the default for wide
-# objects) and a header underlined with dashes (Format-Table). They cut long values short,
-# so they are no export: say so, rather than "unknown columns".
+# PowerShell's display formats: `Name : value` (or `Name = value`) lines (Format-List,
+# the default for wide objects) and a header underlined with dashes (Format-Table). They
+# cut long values short, so they are no export: say so, rather than "unknown columns".
 _LIST_LINE = re.compile(r"^[A-Za-z_][\w@.-]*\s*[:=](\s|$)")
 _TABLE_RULE = re.compile(r"^-+( +-+)*\s*$")
 
@@ -172,7 +172,7 @@ PARTS_AHEAD_PER_CORE = {"utf-8": 0.5, "transcoded": 1.0}
 STREAMABLE = {"historical_search_summary", "message_trace"}
 
 
-def read_parts(path: Path, sniffed: Sniffed, ctx: Context) -> Iterator[Parsed]:
+def read_parts(path: Path, sniffed: Sniffed, ctx: Context) -> Generator[Parsed, None, None]:
     """Parsed parts of a file: the whole file at once, or, for a large CSV whose rows stand
     alone (one per message or recipient), STREAM_ROWS records at a time, so memory stays
     flat whatever the file's size. Line numbers and the day/month order carry across."""

@@ -137,7 +137,7 @@ def _rename(df: pl.DataFrame) -> pl.DataFrame:
         k = c if c == "_row" else (header_key(c) or "column")
         seen[k] = seen.get(k, 0) + 1
         names.append(k if seen[k] == 1 else f"{k}{seen[k]}")
-    return df.rename(dict(zip(df.columns, names)))
+    return df.rename(dict(zip(df.columns, names, strict=False)))
 
 
 def read_csv_frame(path: Path, head: Head, file: str, skip_lines: int = 0,
@@ -291,6 +291,7 @@ def _transcoded_batches(path: Path, head: Head, file: str, skip_lines: int,
                 continue
             offset += cut
             if text and not text.isspace():
+                assert names is not None  # the header is read before any record
                 chunk = Pending(text, names, file, line)
                 line = chunk.end
                 yield chunk
@@ -353,7 +354,7 @@ def _csv_text_frame(data: bytes, names: list[str], file: str) -> pl.DataFrame:
     except pl.exceptions.ComputeError as exc:
         raise _not_csv(file, exc) from None
     df = df.select(df.columns[:len(names)])
-    return _rename(df.rename(dict(zip(df.columns, names))))
+    return _rename(df.rename(dict(zip(df.columns, names, strict=False))))
 
 
 def _not_csv(file: str, exc: Exception) -> InputFormatError:
