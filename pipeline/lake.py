@@ -152,7 +152,12 @@ class Lake:
             finally:
                 _HELD[key] -= 1
             return
-        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise LakeError(f"{self.root / '.lock'}: cannot open the lake's lock file "
+                            f"({exc.strerror}); the lake must be writable by the user running "
+                            "relaywatch") from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

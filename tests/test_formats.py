@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 
+import polars as pl
 import pytest
 
 from pipeline.errors import InputFormatError
@@ -272,3 +274,28 @@ def test_pending_chunks_number_lines_in_file_order_whichever_is_read_first() -> 
         after.frame()
     with pytest.raises(InputFormatError):
         Pending(b'"e@x.com","5"\n', ["Sender", "N"], "t.csv", after.end).frame()
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_the_row_that_decides_the_day_month_order_may_be_the_last(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, streamed: bool) -> None:
+    """Get-MessageTrace writes newest first: days 1-12 at the top, the 25th at the bottom."""
+    from pipeline import formats
+    from pipeline.formats.common import Context
+
+    rows = [f'"11/{1 + i % 12:02d}/2026 10:{i % 60:02d}:00","a@one.example","r{i}@x.example",'
+            f'"Delivered","m{i}"' for i in range(3000)]
+    rows.append('"11/25/2026 10:00:00","a@one.example","last@x.example","Delivered","mz"')
+    path = tmp_path / "trace.csv"
+    path.write_text('"Received","SenderAddress","RecipientAddress","Status","MessageTraceId"\n'
+                    + "\n".join(rows) + "\n")
+    if streamed:  # the file read in parts of 500 rows, as a big one is
+        monkeypatch.setattr(formats, "STREAM_BYTES", 1000)
+        monkeypatch.setattr(formats, "STREAM_ROWS", 500)
+    sniffed = formats.sniff(path, "t/trace.csv")
+    ctx = Context("t/trace.csv", "t", datetime(2026, 11, 28, tzinfo=timezone.utc))
+    parts = list(formats.read_parts(path, sniffed, ctx))
+    assert len(parts) == (7 if streamed else 1)
+    times = pl.concat([p.rows for p in parts])["received_utc"]
+    assert times.len() == 3001 and times.dt.month().unique().to_list() == [11]
+    assert times.max() == datetime(2026, 11, 25, 10, 0, tzinfo=timezone.utc)

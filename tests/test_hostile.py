@@ -219,6 +219,9 @@ CASES = [
     Case("RELAYWATCH_LAKE set to a file",
          lambda s: s.env.update(RELAYWATCH_LAKE=str(s.root / "f")) or (
              s.root / "f").write_text("x") and ["detect"], 2, "relaywatch: error: "),
+    Case("a lake whose lock cannot be opened",
+         lambda s: (s.lake / ".lock").unlink() or (s.lake / ".lock").mkdir() or s.nightly(), 1,
+         "~.lock: cannot open the lake's lock file (Is a directory)"),
     Case("--log-file in a missing folder",
          lambda s: s.nightly("--log-file", str(s.root / "no" / "such" / "log")), 2,
          "~--log-file"),

@@ -669,3 +669,36 @@ def test_json_memory_stays_flat_whatever_the_file_size(tmp_path: Path) -> None:
     assert rows == 320_000
     # the large file is ~110 MB: read whole it would add far more than this
     assert peak_large - peak_small < 250 * 2**20, (peak_small, peak_large)
+
+
+def test_an_unreadable_folder_or_file_is_one_rejected_item(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Permissions cannot be taken from root (tests and CI run as root), so the refusals
+    are raised where the operating system would raise them."""
+    from pipeline import formats
+
+    inbox = tmp_path / "inbox"
+    for tenant in ("good", "locked", "secret"):
+        (inbox / tenant).mkdir(parents=True)
+        shutil.copy(DATA / "accepted_domain.csv", inbox / tenant / "ad.csv")
+    real_scandir, real_sniff = os.scandir, formats.sniff
+
+    def scandir(path):  # type: ignore[no-untyped-def]
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    def sniff(path, *a):  # type: ignore[no-untyped-def]
+        if "secret" in str(path):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_sniff(path, *a)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(formats, "sniff", sniff)
+    report = ingest([inbox], Settings(lake=tmp_path / "lake"))
+    got = {f.display: (f.status, f.reason) for f in report.files}
+    assert got == {
+        "good/ad.csv": ("ingested", ""),
+        "locked": ("rejected", "cannot read the folder (Permission denied)"),
+        "secret/ad.csv": ("rejected", "cannot read the file (Permission denied)"),
+    }

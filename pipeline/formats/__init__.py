@@ -13,7 +13,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 from typing import TypeVar
@@ -24,8 +24,8 @@ from pipeline.errors import InputFormatError
 from pipeline.formats import audit, config, messagetrace, tracking
 from pipeline.formats.common import Context, Parsed, TabularFormat, reject_rows
 from pipeline.formats.source import (
-    UTF8, Head, Pending, json_records, read_csv_batches, read_csv_frame, read_head,
-    records_frame,
+    UTF8, Head, Pending, deciding_column, json_records, read_csv_batches, read_csv_frame,
+    read_head, records_frame,
 )
 from pipeline.normalize import header_key
 
@@ -184,6 +184,9 @@ def read_parts(path: Path, sniffed: Sniffed, ctx: Context) -> Generator[Parsed, 
             or path.stat().st_size < STREAM_BYTES):
         yield read(path, sniffed, ctx)
         return
+
+    ctx = replace(ctx, whole_column=lambda key: deciding_column(
+        path, sniffed.head, ctx.file, sniffed.skip_lines, key))
 
     def parse(df: pl.DataFrame | Pending) -> Parsed:
         if isinstance(df, Pending):  # a transcoded chunk, read here (beside the decoding)

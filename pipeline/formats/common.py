@@ -26,6 +26,9 @@ class Context:
     headerless_msgtrk: str = "none"
     # what the first part of a file decided (the day/month order), kept for its other parts
     decided: dict[str, str] = field(default_factory=dict, compare=False)
+    # for a file read in parts: a column's deciding values over the whole file, asked for
+    # when its first part cannot decide the day/month order
+    whole_column: Callable[[str], list[str | None]] | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -92,7 +95,15 @@ def parse_times(df: pl.DataFrame, ctx: Context, columns: list[str]) -> dict[str,
         values: list[str | None] = []
         for c in present:
             values += nz.deciding_dates(df.get_column(c))
-        order = nz.infer_date_order(values, ctx.file, ctx.date_order)
+        try:
+            order = nz.infer_date_order(values, ctx.file, ctx.date_order)
+        except InputFormatError:
+            if ctx.whole_column is None:
+                raise
+            # the part cannot tell: the rest of the file may (newest rows come first)
+            for c in present:
+                values += ctx.whole_column(c)
+            order = nz.infer_date_order(values, ctx.file, ctx.date_order)
     if present:
         ctx.decided["date_order"] = order
     return {c: pl.lit(parse_time_column(df.get_column(c), order)) for c in present}

@@ -23,7 +23,7 @@ from typing import Any
 import polars as pl
 
 from pipeline.errors import InputFormatError
-from pipeline.normalize import header_key
+from pipeline.normalize import deciding_dates, header_key
 
 HEAD_BYTES = 64 * 1024
 UTF8 = ("utf-8", "utf-8-sig")  # encodings read as they are; others are transcoded
@@ -190,6 +190,20 @@ def _account(src: Path, rows: int, header_lines: int, comments: bool, file: str)
         raise InputFormatError(file, None, f"the CSV reader read {rows:,} records, but the file "
                                f"holds {expected:,}", "check the file's line breaks and quoting, "
                                "or export it again; nothing of it was stored")
+
+
+def deciding_column(path: Path, head: Head, file: str, skip_lines: int, key: str
+                    ) -> list[str | None]:
+    """The values of a file's column (by its header key) that decide a day/month order, over
+    the whole file: read for that column alone, only when a first part cannot decide."""
+    with utf8_path(path, head, file) as src:
+        lf = pl.scan_csv(src, infer_schema=False, skip_lines=skip_lines, encoding="utf8",
+                         truncate_ragged_lines=True, raise_if_empty=False)
+        names = [n for n in lf.collect_schema().names() if header_key(n) == key][:1]
+        if not names:
+            return []
+        values = lf.select(pl.col(names[0]).unique()).collect().to_series()
+    return deciding_dates(values)
 
 
 @dataclass
