@@ -28,6 +28,7 @@ from pipeline.formats.common import Context, Parsed
 from pipeline.formats.config import own_domain_patterns
 from pipeline.lake import STAGING, Lake
 from pipeline.settings import Settings
+from pipeline.visible import visible
 
 log = logging.getLogger("relaywatch")
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -85,12 +86,16 @@ class FileResult:
         return self.hashing or self.sha256
 
     def summary(self) -> str:
+        """One log line (a file name's control characters shown escaped: a newline in a
+        name must not forge a second line)."""
         if self.status == "skipped":
-            return f"{self.display}: skipped, already ingested (sha256 {self.sha256[:12]})"
-        if self.status == "rejected":
-            return f"{self.display}: REJECTED: {self.reason}"
-        return (f"{self.display}: {self.format}, {self.rows:,} rows, "
-                f"{self.rejected_rows:,} rejected rows, {self.seconds:.2f}s")
+            text = f"{self.display}: skipped, already ingested (sha256 {self.sha256[:12]})"
+        elif self.status == "rejected":
+            text = f"{self.display}: REJECTED: {self.reason}"
+        else:
+            text = (f"{self.display}: {self.format}, {self.rows:,} rows, "
+                    f"{self.rejected_rows:,} rejected rows, {self.seconds:.2f}s")
+        return visible(text)
 
 
 @dataclass

@@ -111,13 +111,7 @@ class Lake:
         a manifest from before the marker), or a new or empty folder, which it marks.
         Never the file system's root or a home folder, never another tool's folder."""
         where = self.root.expanduser()
-        try:
-            resolved = where.resolve()
-        except (OSError, RuntimeError) as exc:
-            raise ConfigError(f"{self.root}: cannot use this lake folder ({exc})") from None
-        if resolved == Path(resolved.anchor) or resolved in _homes():
-            raise ConfigError(f"{self.root}: refusing to use {resolved} as the lake; give a "
-                              "folder of its own, e.g. --lake /srv/relaywatch/lake")
+        refuse_system_folder(where, "lake")
         if where.exists() and not where.is_dir():
             raise ConfigError(f"{self.root}: not a folder; --lake (or [paths] lake, "
                               "$RELAYWATCH_LAKE) must name a folder")
@@ -403,6 +397,18 @@ class Lake:
         reason_tmp.write_text(reason + "\n", encoding="utf-8")
         os.replace(reason_tmp, target.with_name(target.name + ".reason"))
         return target
+
+
+def refuse_system_folder(folder: Path, what: str) -> None:
+    """A lake or reports folder is a folder of its own: never `/` or a home folder, whose
+    other files relaywatch must not sit among."""
+    try:
+        resolved = Path(folder).expanduser().resolve()
+    except (OSError, RuntimeError) as exc:
+        raise ConfigError(f"{folder}: cannot use this {what} folder ({exc})") from None
+    if resolved == Path(resolved.anchor) or resolved in _homes():
+        raise ConfigError(f"{folder}: refusing to use {resolved} as the {what}; give a folder "
+                          f"of its own, e.g. --{what} /srv/relaywatch/{what}")
 
 
 def _homes() -> set[Path]:

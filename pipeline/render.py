@@ -18,7 +18,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from pipeline import faults
 from pipeline.errors import ConfigError
-from pipeline.lake import TMP_PREFIX, write_atomically
+from pipeline.lake import TMP_PREFIX, refuse_system_folder, write_atomically
 from pipeline.report import COLOURS, Report, verdicts_json
 from pipeline.visible import finalize
 
@@ -55,6 +55,7 @@ def for_tenant(report: Report, tenant: str) -> Report:
 
 def write(report: Report, out: Path) -> Path:
     """Write the report family into <out>/<as-of date>/ and return that folder."""
+    refuse_system_folder(Path(out), "reports")
     folder = Path(out) / report.as_of.isoformat()
     full = render(report)
     files = {"report.html": full.html, "report.txt": full.text,

@@ -132,6 +132,11 @@ def _one_literal_each(s: Scratch, out: str, err: str) -> None:
     assert any(EVIL_CONNECTOR.replace("\u2019", "\u2019\u2019") in c for c in commands)
 
 
+def _no_forged_line(s: Scratch, out: str, err: str) -> None:
+    assert "\x1b" not in err and not any(ln.startswith("relaywatch: ingest: forged")
+                                         for ln in err.splitlines())
+
+
 def _rebuilt(s: Scratch, out: str, err: str) -> None:
     """The damaged partition was put aside, not deleted, and rebuilt from the raw exports."""
     kept = list((s.lake / "quarantine").glob("*messages__tenant=t000__date=2026-11-20*"))
@@ -166,6 +171,13 @@ CASES = [
     Case("symlinked folder at the top of the inbox",
          lambda s: (s.inbox / "all").symlink_to(".") or s.nightly(), 3,
          "~all: REJECTED: a symlinked folder"),
+    Case("reports at the root folder",
+         lambda s: ["report", "--lake", str(s.lake), "--out", "/", "--as-of", AS_OF], 2,
+         "relaywatch: error: /: refusing to use / as the reports"),
+    Case("a file name with a line break and an escape code",
+         lambda s: s.put("one", "x\nrelaywatch: ingest: forged.csv\x1b[2J.csv", "junk") and
+         s.nightly(), 3, "~one/x\\nrelaywatch: ingest: forged.csv\\x1b[2J.csv: REJECTED",
+         _no_forged_line),
     Case("lake equal to the inbox",
          lambda s: ["nightly", "--inbox", str(s.inbox), "--lake", str(s.inbox), "--no-email"],
          2, "relaywatch: error: the inbox"),
