@@ -38,8 +38,12 @@ def _n(count: int, word: str) -> str:
 
 
 def relaying(activity: dict[str, Any], rows: pl.DataFrame, s: DetectSettings) -> Relaying:
-    """New domains, rising volume, a share above the tolerated one, or unregistered mail
-    through a connector make relaying; a modest steady share (forwarding) does not."""
+    """Relaying is judged by proportion and change, not by presence: a share above the
+    tolerated one, or a rise against the tenant's own baseline (from nothing, or by
+    unprovisioned_rise_ratio), of at least unprovisioned_min_messages recipients. Forwarding
+    under the tolerated share is not relaying, however many domains make it (forwarded mail
+    comes from whoever writes, a long tail that changes every week); new domains and
+    connectors are evidence shown with a verdict, not a verdict of their own."""
     recipients = activity["window_unprovisioned"]
     share = recipients / activity["window_outbound"] if activity["window_outbound"] else 0.0
     history = activity["baseline_days_with_data"] >= 3
@@ -52,6 +56,10 @@ def relaying(activity: dict[str, Any], rows: pl.DataFrame, s: DetectSettings) ->
     via_total = int(via["recipients"].sum())
     rate_w = recipients / max(activity["window_days_with_data"], 1)
     rate_b = activity["baseline_unprovisioned"] / max(activity["baseline_days_with_data"], 1)
+    over_share = share > s.unprovisioned_max_share
+    rising = history and rate_w >= s.unprovisioned_rise_ratio * rate_b and (
+        rate_b > 0 or rate_w * activity["window_days_with_data"] >= s.unprovisioned_min_messages)
+    is_relaying = recipients >= s.unprovisioned_min_messages and (over_share or rising)
     why = []
     if via_total >= s.unprovisioned_min_messages:
         names = ", ".join(repr(c) for c in sorted(set(via["connector"].to_list())))
@@ -59,13 +67,11 @@ def relaying(activity: dict[str, Any], rows: pl.DataFrame, s: DetectSettings) ->
     if int(new["recipients"].sum()) >= s.unprovisioned_min_messages:
         why.append(f"{_n(new.height, 'domain')} not seen before the window: "
                    + ", ".join(new["domain"].head(5).to_list()))
-    if share > s.unprovisioned_max_share:
+    if over_share:
         why.append(f"{share:.0%} of outbound recipients (tolerated: "
                    f"{s.unprovisioned_max_share:.0%})")
-    rising = history and rate_b > 0 and rate_w >= s.unprovisioned_rise_ratio * rate_b
     if rising:
         why.append(f"{rate_w:,.0f} recipients/day against {rate_b:,.1f}/day before the window")
-    is_relaying = recipients >= s.unprovisioned_min_messages and bool(why)
     broad = share > s.unprovisioned_max_share or rising
     flagged = domains if broad else tuple(
         sorted(set(new["domain"].to_list()) | set(via["domain"].to_list())))
@@ -153,6 +159,10 @@ def judge(tenant: str, rows: dict[str, pl.DataFrame], findings: list[dict[str, A
     elif not activity["has_connector_list"]:
         step2 = (False, "No inbound-connector export in the lake, so connectors cannot be "
                         "vouched for: run Get-InboundConnector | ConvertTo-Json -Depth 5.")
+    elif activity.get("connector_list_empty"):
+        step2 = (True, "No inbound connectors: the tenant's inbound-connector export was empty "
+                       "(nothing, [] or [null]), read as 'none'"
+                       + (f"; {'; '.join(removed)}" if removed else "") + ".")
     else:
         step2 = (True, f"{_n(len(listed), 'inbound connector')} listed, none unusual"
                        + (f"; {'; '.join(removed)}" if removed else "") + ".")

@@ -1,13 +1,17 @@
 -- Inbound connectors scored with the reasons they look like an attacker's relay
--- Example: as_of=2026-11-28 window_days=7 baseline_days=28 tenant=contoso wide_range_prefix=24 spam_share=0.2 connector_score=40
+-- Example: as_of=2026-11-28 window_days=7 baseline_days=28 tenant=contoso wide_range_prefix=24 spam_share=0.2 connector_score=40 unprovisioned_min_messages=20 unprovisioned_max_share=0.1
 -- One row per connector known from the tenant's snapshot closest to as_of (the latest
 -- before it, else the first after), from New-/Set-/Remove-InboundConnector audit events,
 -- or from traffic in the window. Reasons and their scores: created in the window (30),
 -- changed in the window (15), OnPremises accepting any sender domain without a certificate
 -- restriction (25), an IP range of /wide_range_prefix or wider (10), traffic from IPs
--- outside SenderIPAddresses (25), unregistered-domain mail through it (40), a spam share of
--- its recipients of spam_share or more (20), traffic through a connector missing from the
--- tenant's connector list (40; Exchange Online traces only, not on-premises logs).
+-- outside SenderIPAddresses (25; only for a connector identified by IP, and IPv4 only), unregistered-domain mail through it (40 when it is at least
+-- unprovisioned_min_messages recipients and over unprovisioned_max_share of the connector's
+-- traffic, else 10: a hybrid connector forwards some external senders' mail), a spam share
+-- of its recipients of spam_share or more (20), traffic through a connector missing from the
+-- tenant's connector list (40; inbound connector names in Exchange Online traces only: not
+-- on-premises receive or send connectors, not the tenant's outbound connectors, not
+-- Exchange Online's built-in To_Default* outbound connectors).
 -- suspicious = score >= connector_score. tenant = NULL means every tenant.
 WITH b AS (SELECT * FROM detection_bounds($as_of::TIMESTAMPTZ, $window_days::INTEGER, $baseline_days::INTEGER)),
 snap AS (
@@ -50,8 +54,13 @@ window_rows AS (
       AND ($tenant::VARCHAR IS NULL OR m.tenant = $tenant::VARCHAR)
 ),
 ip_checks AS (  -- each (connector, client IP) checked against SenderIPAddresses once
+    -- The list decides only for a connector that mail is matched to by IP: one identified
+    -- by its certificate (TlsSenderCertificateName) takes a dual-stack server's mail over
+    -- IPv6 too, and Exchange Online lists IPv4 only, so an IPv6 address is never "outside".
     SELECT p.tenant, p.k, p.client_ip,
            s.name IS NOT NULL AND len(s.sender_ip_addresses) > 0
+           AND s.tls_sender_certificate_name IS NULL
+           AND NOT contains(p.client_ip, ':')
            AND NOT coalesce(list_bool_or(list_transform(
                s.sender_ip_addresses, lambda r: ip_in_range(p.client_ip, r))), false) AS outside
     FROM (SELECT DISTINCT tenant, k, client_ip FROM window_rows) AS p
@@ -113,7 +122,18 @@ judged AS (
                  AND NOT (coalesce(s.restrict_domains_to_certificate, false)
                           AND s.tls_sender_certificate_name IS NOT NULL), false) AS open_relay,
         s.name IS NULL AND coalesce(t.seen_in_cloud_trace, false)
-            AND EXISTS (SELECT 1 FROM snap AS x WHERE x.tenant = n.tenant) AS unknown_in_traffic,
+            AND (EXISTS (SELECT 1 FROM snap AS x WHERE x.tenant = n.tenant)
+                 OR EXISTS (SELECT 1 FROM ingest_log AS l WHERE l.tenant = n.tenant
+                            AND l.source_format = 'inbound_connectors'
+                            AND l.status <> 'rejected'))
+            AND NOT starts_with(n.k, 'to_default')
+            AND NOT EXISTS (SELECT 1 FROM outbound_connectors AS o
+                            WHERE o.tenant = n.tenant AND lower(o.name) = n.k)
+            AS unknown_in_traffic,
+        coalesce(r.unprovisioned_recipients, 0) >= $unprovisioned_min_messages::INTEGER
+            AND coalesce(r.unprovisioned_recipients, 0)
+                > $unprovisioned_max_share::DOUBLE * coalesce(t.recipients, 0)
+            AS relays_unprovisioned,
         b.window_start
     FROM names AS n
     CROSS JOIN b
@@ -137,7 +157,9 @@ scored AS (
                  || ' recipients from IPs outside its SenderIPAddresses (e.g. '
                  || array_to_string(outside_ips, ', ') || ')' END,
             CASE WHEN unprovisioned_recipients > 0 THEN unprovisioned_recipients
-                 || ' recipients from unregistered domains' END,
+                 || ' recipients from unregistered domains'
+                 || CASE WHEN relays_unprovisioned THEN '' ELSE ' (a small share of its '
+                         || window_recipients || ': forwarding-sized)' END END,
             CASE WHEN window_recipients > 0 AND spam_recipients >= $spam_share::DOUBLE * window_recipients
                  THEN spam_recipients || ' of ' || window_recipients
                  || ' recipients filtered as spam or refused' END,
@@ -148,7 +170,9 @@ scored AS (
         30 * created_in_window::INTEGER + 15 * changed_in_window::INTEGER
         + 25 * open_relay::INTEGER
         + 10 * coalesce(widest_prefix <= $wide_range_prefix::INTEGER, false)::INTEGER
-        + 25 * (outside_ip_recipients > 0)::INTEGER + 40 * (unprovisioned_recipients > 0)::INTEGER
+        + 25 * (outside_ip_recipients > 0)::INTEGER
+        + CASE WHEN relays_unprovisioned THEN 40 WHEN unprovisioned_recipients > 0 THEN 10
+               ELSE 0 END
         + 20 * (window_recipients > 0 AND spam_recipients >= $spam_share::DOUBLE * window_recipients)::INTEGER
         + 40 * unknown_in_traffic::INTEGER AS score
     FROM judged AS j

@@ -5,6 +5,8 @@
 -- last_event_utc is the latest message before as_of within window + baseline; the
 -- *_unprovisioned counts are outbound recipients from unregistered domains; last_*_utc
 -- give when the last unregistered-domain / spam-signalled outbound mail was seen.
+-- has_connector_list: an inbound-connector export was read, an empty one included (a
+-- tenant without inbound connectors exports nothing, `[]` or `[null]`: connector_list_empty).
 -- tenant = NULL means every tenant.
 WITH b AS (SELECT * FROM detection_bounds($as_of::TIMESTAMPTZ, $window_days::INTEGER, $baseline_days::INTEGER)),
 tenants AS (
@@ -45,7 +47,14 @@ outbound AS (
 SELECT
     t.tenant,
     EXISTS (SELECT 1 FROM accepted_domains AS a WHERE a.tenant = t.tenant) AS has_accepted_domains,
-    EXISTS (SELECT 1 FROM inbound_connectors AS c WHERE c.tenant = t.tenant) AS has_connector_list,
+    EXISTS (SELECT 1 FROM inbound_connectors AS c WHERE c.tenant = t.tenant)
+        OR EXISTS (SELECT 1 FROM ingest_log AS l WHERE l.tenant = t.tenant
+                   AND l.source_format = 'inbound_connectors' AND l.status <> 'rejected')
+        AS has_connector_list,
+    NOT EXISTS (SELECT 1 FROM inbound_connectors AS c WHERE c.tenant = t.tenant)
+        AND EXISTS (SELECT 1 FROM ingest_log AS l WHERE l.tenant = t.tenant
+                    AND l.source_format = 'inbound_connectors' AND l.status <> 'rejected')
+        AS connector_list_empty,
     e.first_event_utc, e.last_event_utc,
     coalesce(e.window_days_with_data, 0) AS window_days_with_data,
     coalesce(e.baseline_days_with_data, 0) AS baseline_days_with_data,

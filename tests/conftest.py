@@ -67,6 +67,19 @@ class LakeBuilder:
         self.lake.claim()  # as a locked run would: a lake relaywatch made
         self.root = root
         self._n = 0
+        self._held: list[dict] | None = None
+
+    def __enter__(self) -> LakeBuilder:
+        """`with build:` holds the sent rows and writes them once at the end (fast)."""
+        self._held = []
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import polars as pl
+
+        held, self._held = self._held, None
+        if held:
+            self.lake.write_messages(pl.DataFrame(held))
 
     def send(self, tenant: str, when: datetime, sender: str, recipients: int | list[str] = 1,
              direction: str = "outbound", envelope: str | None = None, **extra: object) -> str:
@@ -86,6 +99,9 @@ class LakeBuilder:
                  "network_message_id": nid, "message_id": f"<{nid}@test>",
                  "source_format": "message_trace", "source_file": f"{tenant}/test.csv",
                  "source_line": self._n, **extra} for r in rcpts]
+        if self._held is not None:
+            self._held += rows
+            return nid
         self.lake.write_messages(pl.DataFrame(rows))
         return nid
 

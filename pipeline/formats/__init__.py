@@ -49,6 +49,7 @@ class Sniffed:
     table: str
     head: Head
     skip_lines: int = 0
+    empty: bool = False  # an empty export read as "none" (see _empty_export)
 
 
 def _identify(keys: set[str], file: str, line: int, shown: list[str]) -> TabularFormat:
@@ -77,8 +78,30 @@ def _display_text(lines: list[str]) -> bool:
         _TABLE_RULE.match(ln) for ln in shown[1:3])
 
 
+# What PowerShell writes for a tenant without connectors: nothing at all (an empty pipeline
+# through ConvertTo-Json), `[]` (-AsArray, -InputObject @()), or `[null]` / `null`. No
+# content to recognise, so there, and only there, the file's name decides what it is.
+_NOTHING = {"", "[]", "[null]", "null", '{"value":[]}'}
+_EMPTY_EXPORTS = {"inbound_connectors": re.compile(r"inbound.?connector", re.I),
+                  "outbound_connectors": re.compile(r"outbound.?connector", re.I)}
+
+
+def _empty_export(head: Head, file: str) -> Sniffed | None:
+    """An empty connector export, recognised by its name: the evidence 'none'."""
+    if "".join(head.text.split()) not in _NOTHING or len(head.text) > 64:
+        return None
+    name = file.rsplit("/", 1)[-1]
+    for table, pattern in _EMPTY_EXPORTS.items():
+        if pattern.search(name):
+            return Sniffed("json", table, table, head, empty=True)
+    return None
+
+
 def sniff(path: Path, file: str, headerless_msgtrk: str = "none") -> Sniffed:
     head = read_head(path, file)
+    empty = _empty_export(head, file)
+    if empty is not None:
+        return empty
     if not head.text.strip():
         raise InputFormatError(file, None, "the file is empty", "export it again")
     lead = next(i for i, ln in enumerate(head.lines) if ln.strip())  # blank lines skipped
@@ -176,7 +199,7 @@ def read_parts(path: Path, sniffed: Sniffed, ctx: Context) -> Generator[Parsed, 
     """Parsed parts of a file: the whole file at once, or, for a large CSV whose rows stand
     alone (one per message or recipient), STREAM_ROWS records at a time, so memory stays
     flat whatever the file's size. Line numbers and the day/month order carry across."""
-    if sniffed.container == "json":
+    if sniffed.container == "json" and not sniffed.empty:
         for parsed in _json_parts(path, sniffed, ctx, parts=True):
             yield without_oversized_fields(parsed)
         return
@@ -252,6 +275,9 @@ def without_oversized_fields(parsed: Parsed) -> Parsed:
 
 
 def _read(path: Path, sniffed: Sniffed, ctx: Context) -> Parsed:
+    if sniffed.empty:
+        fmt = next(f for f in TABULAR if f.name == sniffed.format)
+        return fmt.parse(records_frame([]), ctx)
     if sniffed.container == "msgtrk":
         return tracking.read_msgtrk(path, sniffed.head, ctx)
     if sniffed.container == "json":

@@ -1,0 +1,247 @@
+"""Verdicts on tenants shaped the way real ones are (issue 17), checked at the level of the
+verdict and the advice, so they hold whatever the detections read (raw rows or rollups).
+
+Shapes are drawn from seeds, not tuned: volumes, shares, domain counts and times vary; each
+legitimate shape has an attack counterpart on the other side of the rule it tests.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from pipeline import detect, report
+from pipeline.settings import DetectSettings, Settings
+from tests.conftest import AS_OF, SNAPSHOT, LakeBuilder
+
+YEAR_AGO = datetime(2025, 11, 1, tzinfo=timezone.utc)
+SEEDS = range(6)
+
+
+def judged(build: LakeBuilder, tenant: str) -> tuple[dict, list[str]]:
+    """The tenant's verdict and the commands its report advises."""
+    build.__exit__(None, None, None)  # the rows held so far, written
+    detect.detect(Settings(lake=build.root), AS_OF)
+    built = report.build(build.root, AS_OF.date(), DetectSettings(), tenant)
+    t = built.tenants[0]
+    v = {"recommendation": t.recommendation, "reasons": t.reasons, "score": t.score}
+    return v, [c.command for c in t.next_steps]
+
+
+def hybrid(build: LakeBuilder, rng: random.Random, tenant: str, days: int = 35) -> str:
+    """A hybrid tenant: a year-old OnPremises connector restricted to the on-premises
+    server's certificate, carrying the tenant's own mail, as the Hybrid Configuration
+    Wizard sets it up."""
+    build.__enter__()
+    own = f"{tenant}.example"
+    build.domains(tenant, own)
+    name = f"Inbound from {rng.randrange(16**8):08x}"
+    build.table("inbound_connectors", tenant, [
+        {"snapshot_utc": SNAPSHOT, "name": name, "connector_type": "OnPremises",
+         "sender_domains": ["*"], "sender_ip_addresses": [],
+         "restrict_domains_to_certificate": True, "require_tls": True,
+         "tls_sender_certificate_name": f"mail.{own}", "enabled": True,
+         "when_created_utc": YEAR_AGO, "when_changed_utc": YEAR_AGO}])
+    per_day = rng.randint(20, 120)
+    start = AS_OF - timedelta(days=days)
+    for d in range(days):
+        for _ in range(per_day // 10):
+            when = start + timedelta(days=d, hours=rng.randint(7, 18), minutes=rng.randint(0, 59))
+            build.send(tenant, when, f"u{rng.randint(1, 40)}@{own}", rng.randint(1, 4),
+                       connector=name, client_ip=f"203.0.113.{rng.randint(1, 9)}")
+    return name
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_hybrid_tenant_forwarding_a_little_through_its_connector_is_not_blocked(
+        build: LakeBuilder, seed: int) -> None:
+    """Case 1: a few forwarded messages a week (external senders, so unregistered domains)
+    through a long-standing, certificate-restricted connector are normal hybrid mail."""
+    rng = random.Random(seed)
+    name = hybrid(build, rng, "hyb")
+    for week in range(5):
+        for _ in range(rng.randint(1, 4)):
+            when = AS_OF - timedelta(days=7 * week + rng.uniform(0.5, 6.5))
+            build.send("hyb", when, f"news@list{rng.randint(1, 999)}.example", 1,
+                       connector=name, client_ip="203.0.113.4")
+    v, commands = judged(build, "hyb")
+    assert v["recommendation"] == "unblock", v["reasons"]
+    assert not any("InboundConnector" in c and ("Enabled $false" in c or "Remove-" in c)
+                   for c in commands), commands
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_the_same_connector_abused_to_relay_spam_is_blocked(build: LakeBuilder,
+                                                            seed: int) -> None:
+    """The other side of case 1: the same hybrid connector (a compromised on-premises
+    server) suddenly relays unregistered-domain mail at a large share."""
+    rng = random.Random(seed)
+    name = hybrid(build, rng, "hyb")
+    for hour in range(rng.randint(8, 30)):
+        build.send("hyb", AS_OF - timedelta(hours=hour + 1),
+                   f"promo@deal{rng.randint(1, 5)}.biz", rng.randint(60, 200),
+                   connector=name, client_ip="203.0.113.4")
+    v, commands = judged(build, "hyb")
+    assert v["recommendation"] == "block", v["reasons"]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_names_from_other_connector_namespaces_are_not_unknown_inbound_connectors(
+        build: LakeBuilder, seed: int) -> None:
+    """Case 2: Exchange Online's outbound connectors and on-premises receive and send
+    connectors carry traffic, but none of them belongs in the inbound connector list."""
+    rng = random.Random(seed)
+    name = hybrid(build, rng, "hyb")
+    for d in range(1, 20):
+        when = AS_OF - timedelta(days=d, hours=rng.randint(1, 12))
+        build.send("hyb", when, "u1@hyb.example", rng.randint(1, 5),
+                   connector="To_DefaultOpportunisticTLS")
+        build.send("hyb", when, "u2@hyb.example", rng.randint(1, 5),
+                   connector="Outbound to Office 365", source_format="exchange_tracking_log")
+        build.send("hyb", when, "u3@hyb.example", rng.randint(1, 5),
+                   connector=f"Default Frontend EXCH0{rng.randint(1, 4)}",
+                   source_format="exchange_tracking_log")
+    build.table("outbound_connectors", "hyb", [
+        {"snapshot_utc": SNAPSHOT, "name": "Outbound to on-premises", "connector_type":
+         "OnPremises", "enabled": True, "when_created_utc": YEAR_AGO}])
+    assert name
+    v, commands = judged(build, "hyb")
+    assert v["recommendation"] == "unblock", v["reasons"]
+    assert not any("not in the tenant's connector list" in r for r in v["reasons"])
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_forwarding_under_the_tolerated_share_is_not_relaying_however_many_domains(
+        build: LakeBuilder, seed: int) -> None:
+    """Case 3: a school forwards external mail to its students; the senders are a long,
+    changing tail of domains. Under the tolerated share and steady, it is forwarding."""
+    rng = random.Random(seed)
+    build.__enter__()
+    build.domains("school", "school.example")
+    tail = rng.choice([3, 30, 120, 300])
+    share = rng.uniform(0.02, 0.08)
+    start = AS_OF - timedelta(days=35)
+    for d in range(35):
+        day = start + timedelta(days=d)
+        own = rng.randint(150, 300)
+        build.send("school", day + timedelta(hours=9), "staff@school.example", own)
+        forwarded = max(1, round(own * share / (1 - share)))
+        for i in range(forwarded):
+            domain = f"sender{rng.randrange(tail)}-{d // 7}.example"  # the tail changes
+            build.send("school", day + timedelta(hours=10, minutes=i % 60),
+                       f"someone@{domain}", 1)
+    v, _ = judged(build, "school")
+    assert v["recommendation"] == "unblock", v["reasons"]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_new_unregistered_domains_above_the_tolerated_share_are_relaying(
+        build: LakeBuilder, seed: int) -> None:
+    """The other side of case 3: the same school starts relaying, at a share above the
+    tolerated one, from domains it never sent from."""
+    rng = random.Random(seed)
+    build.__enter__()
+    build.domains("school", "school.example")
+    start = AS_OF - timedelta(days=35)
+    for d in range(35):
+        build.send("school", start + timedelta(days=d, hours=9), "staff@school.example",
+                   rng.randint(150, 300))
+    for hour in range(1, rng.randint(10, 40)):
+        build.send("school", AS_OF - timedelta(hours=hour), f"x@spam{hour % 7}.top",
+                   rng.randint(60, 150))
+    v, _ = judged(build, "school")
+    assert v["recommendation"] == "block", v["reasons"]
+
+
+def test_a_clean_tenant_is_never_told_to_disable_or_remove_a_connector(
+        build: LakeBuilder) -> None:
+    """Never advise harm: a tenant judged clean gets no command that changes a connector,
+    even when one of its connectors scored something."""
+    rng = random.Random(99)
+    name = hybrid(build, rng, "hyb")
+    build.send("hyb", AS_OF - timedelta(hours=5), "a@other.example", 30, connector=name,
+               client_ip="198.51.100.77")
+    v, commands = judged(build, "hyb")
+    if v["recommendation"] == "unblock":
+        assert not any(c.startswith(("Set-InboundConnector", "Remove-InboundConnector"))
+                       for c in commands), commands
+
+
+@pytest.mark.parametrize("content", ["", "[]", "[null]\n", "null"])
+def test_an_empty_connector_export_is_the_evidence_none(tmp_path, content: str) -> None:  # type: ignore[no-untyped-def]
+    """Case 8: a tenant without inbound connectors exports nothing, `[]` or `[null]`: that
+    is step 2's evidence, and traffic through a connector then names an unknown one."""
+    from pipeline import exports
+    from pipeline.ingest import ingest
+    from tests.conftest import at
+
+    inbox = tmp_path / "inbox" / "plain"
+    inbox.mkdir(parents=True)
+    (inbox / "accepted_domains.csv").write_text(
+        '"DomainName","DomainType","Default"\n"plain.example","Authoritative","True"\n')
+    (inbox / "inbound_connectors.json").write_text(content)
+    exports.message_trace_csv(inbox / "trace.csv", [
+        {"received_utc": at(20 + i % 7, 9, i % 60), "sender_address": f"u{i % 9}@plain.example",
+         "recipient_address": f"r{i}@ext{i % 13}.example", "status": "delivered",
+         "network_message_id": f"m-{i}"} for i in range(300)], "plain.onmicrosoft.com",
+        "ps7", "iso")
+    settings = Settings(lake=tmp_path / "lake")
+    report_ = ingest([tmp_path / "inbox"], settings)
+    assert {f.display: f.status for f in report_.files}["plain/inbound_connectors.json"] \
+        == "ingested"
+    detect.detect(settings, AS_OF)
+    built = report.build(settings.lake, AS_OF.date(), DetectSettings(), "plain")
+    t = built.tenants[0]
+    step2 = t.steps[1]
+    assert step2.ok and "export was empty" in step2.evidence, step2
+    assert t.recommendation == "unblock"
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_ipv6_mail_through_a_certificate_identified_connector_is_not_outside(
+        build: LakeBuilder, seed: int) -> None:
+    """Case 7: a dual-stack on-premises server reaches EOP over IPv6 through a connector
+    identified by its certificate; its IPv4 list cannot decide for that mail."""
+    rng = random.Random(seed)
+    build.__enter__()
+    build.domains("dual", "dual.example")
+    build.table("inbound_connectors", "dual", [
+        {"snapshot_utc": SNAPSHOT, "name": "Hybrid Mail Flow", "connector_type": "OnPremises",
+         "sender_domains": ["*"], "sender_ip_addresses": [f"198.51.100.{rng.randint(1, 200)}"],
+         "restrict_domains_to_certificate": True, "tls_sender_certificate_name": "mail.dual.example",
+         "enabled": True, "when_created_utc": YEAR_AGO}])
+    for d in range(1, 30):
+        for i in range(rng.randint(2, 6)):
+            build.send("dual", AS_OF - timedelta(days=d, hours=i), f"u{i}@dual.example",
+                       rng.randint(1, 5), connector="Hybrid Mail Flow",
+                       client_ip=f"2001:db8:{rng.randint(1, 9)}::{rng.randint(1, 99)}")
+    v, commands = judged(build, "dual")
+    assert v["recommendation"] == "unblock", v["reasons"]
+    row = connector_row(build, "dual")
+    assert (row["outside_ip_recipients"], row["score"]) == (0, 0), row["reasons"]
+
+
+def connector_row(build: LakeBuilder, tenant: str) -> dict:
+    from pipeline import sql
+
+    with sql.Session(build.root) as session:
+        got = session.run("suspicious_connectors", {
+            "as_of": AS_OF, "tenant": tenant, **DetectSettings().__dict__})
+    return got.row(0, named=True)
+
+
+def test_ipv4_mail_from_outside_an_ip_identified_connector_still_counts(
+        build: LakeBuilder) -> None:
+    """The other side of case 7: a connector matched by IP, mail from an IPv4 address not
+    in its list, is still outside."""
+    build.domains("ipc", "ipc.example")
+    build.table("inbound_connectors", "ipc", [
+        {"snapshot_utc": SNAPSHOT, "name": "Scanner", "connector_type": "OnPremises",
+         "sender_domains": ["ipc.example"], "sender_ip_addresses": ["198.51.100.10"],
+         "enabled": True, "when_created_utc": YEAR_AGO}])
+    build.send("ipc", AS_OF - timedelta(hours=3), "scan@ipc.example", 2, connector="Scanner",
+               client_ip="203.0.113.50")
+    row = connector_row(build, "ipc")
+    assert row["outside_ip_recipients"] == 2 and row["outside_ips"] == ["203.0.113.50"]
