@@ -9,8 +9,6 @@ import math
 import os
 import re
 import tomllib
-from email.errors import HeaderParseError, MessageDefect
-from email.headerregistry import Address
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -96,6 +94,9 @@ def detect_value(name: str, value: Any, origin: str) -> int | float:
 def check_address(text: Any, origin: str) -> str:
     """One email address (local@domain.tld), parsed by the standard library; a list, a
     display name or a line break is refused (they would reach the SMTP envelope)."""
+    from email.errors import HeaderParseError, MessageDefect  # only when there is one
+    from email.headerregistry import Address
+
     if not isinstance(text, str):
         raise ConfigError(f"{origin}: {text!r} is not an email address")
     try:

@@ -176,15 +176,20 @@ def _account(src: Path, rows: int, header_lines: int, comments: bool, file: str)
     quoted fields) independently of the CSV reader, so that no line-break or quoting quirk
     can drop rows silently."""
     data = src.read_bytes().removeprefix(codecs.BOM_UTF8)
-    records, inside = 0, False
+    ends = 0 if data.endswith(b"\n") or not data else 1  # a last line without a break
+    lines = data.count(b"\n") + ends
+    if comments:
+        lines -= data.count(b"\n#") + data.startswith(b"#")
+    if lines - header_lines == rows:  # one record a line: the usual case, counted in C
+        return
+    records, inside = 0, False  # else line breaks inside quoted fields must explain it
     for line in data.split(b"\n"):
         if inside:
             inside = line.count(b'"') % 2 == 0
         elif not (comments and line.startswith(b"#")):
             records += 1
             inside = line.count(b'"') % 2 == 1
-    if data.endswith(b"\n") or not data:
-        records -= 1  # the text after the last line break is not a record
+    records -= 1 - ends  # the text after the last line break is not a record
     expected = max(0, records - header_lines)
     if expected != rows:
         raise InputFormatError(file, None, f"the CSV reader read {rows:,} records, but the file "
