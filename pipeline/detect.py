@@ -184,20 +184,38 @@ def _spikes(rows: pl.DataFrame, relays: Relays, run: Run) -> Findings:
         pl.col("messages").max().alias("peak_messages"),
         pl.col("over_mailbox_limit").any(),
         pl.col("bucket").filter(pl.col("grain") == "hour").alias("hours"),
-        (pl.col("spam_share") >= run.settings.spam_share).any().alias("spammy"))
+        (pl.col("spam_share") >= run.settings.spam_share).any().alias("spammy"),
+        ((pl.col("bounce_share") >= run.settings.bounce_share)
+         & (pl.col("bounce_recipients") >= run.settings.unprovisioned_min_messages))
+        .any().alias("bouncing"),
+        (lambda hot: hot.max() - hot.min())(pl.col("bucket").filter(
+            (pl.col("grain") == "hour") & (pl.col("ratio") >= run.settings.flood_ratio)))
+        .alias("flood_span"))
     for r in grouped.iter_rows(named=True):
         reasons = [f"{r['buckets']} spiking {'/'.join(r['grains'])} bucket(s), peak "
                    f"{r['peak']:,} recipients ({r['ratio']:g}x the baseline median)"]
         if r["spammy"]:
             reasons.append(f"spam share at or above {run.settings.spam_share:.0%} in a spike")
+        # a registered domain abused: the sender's or connector's own history decides
+        own = r["scope"] in ("sender", "connector")
+        bouncing = own and r["bouncing"]
+        span = r["flood_span"]
+        flood = own and span is not None and span >= timedelta(days=run.settings.flood_days - 1)
+        if bouncing:
+            reasons.append(f"{run.settings.bounce_share:.0%} or more of a spike's recipients "
+                           "bounced as unknown addresses (a bought list)")
+        if flood:
+            reasons.append(f"hours at {run.settings.flood_ratio:g}x or more its own baseline "
+                           f"for {span.total_seconds() / 86400:.1f} days (a flood, not a "
+                           "campaign)")
+        bad = r["spammy"] or bouncing or flood
         if r["over_mailbox_limit"]:
             reasons.append("above the 10,000 recipients/day mailbox limit")
         last = r["last"] + (timedelta(hours=1) if "hour" in r["grains"] else timedelta(days=1))
-        out.append(_finding(r["tenant"], "volume_spike",
-                            "compromise" if r["spammy"] else "info",
+        out.append(_finding(r["tenant"], "volume_spike", "compromise" if bad else "info",
                             f"{r['scope']}:{r['key']}", r["first"],
                             last - timedelta(microseconds=1),
-                            r["peak_messages"], r["peak"], 20 if r["spammy"] else 5, reasons, r))
+                            r["peak_messages"], r["peak"], 20 if bad else 5, reasons, r))
     return out
 
 

@@ -33,7 +33,7 @@ import duckdb
 from pipeline import schema, sql
 
 NAME = "rwcache"
-FORMAT = "5"
+FORMAT = "6"
 
 
 class PinCache:

@@ -393,6 +393,8 @@ OUTBOUND_VOLUMES = Table(
         _c("messages", pl.Int64, "Distinct messages (network message id, else message id; "
                                  "rows with neither count as one)."),
         _c("spam_recipients", pl.Int64, "Recipient rows with a spam signal."),
+        _c("bounce_recipients", pl.Int64,
+           "Recipient rows bounced as unknown addresses (5.1.1, 5.1.10, 5.4.1, 5.1.0)."),
     ),
 )
 

@@ -43,6 +43,9 @@ class DetectSettings:
     unprovisioned_max_share: float = _t(0.10, "Share of outbound recipients from unregistered "
                                               "domains tolerated as forwarding (Microsoft allows "
                                               "'a reasonable amount'; schools run at 3-6%).")
+    steady_share_cap: float = _t(0.20, "A share over unprovisioned_max_share that was as high in "
+                                       "the baseline is forwarding's week-to-week wobble, up to "
+                                       "this share; above it, steady or not, it is relaying.")
     unprovisioned_rise_ratio: float = _t(3.0, "Unregistered-domain volume per day this many "
                                               "times the baseline's is a rise, not a habit.")
     spike_min_hour: int = _t(50, "Recipients in one hour below which no hourly spike is "
@@ -54,6 +57,14 @@ class DetectSettings:
                                  "steady large senders don't alarm on small wobbles.")
     spam_share: float = _t(0.20, "Share of a spike's or connector's recipients filtered as spam, "
                                  "quarantined or refused that marks it as spam, not a campaign.")
+    bounce_share: float = _t(0.10, "Share of a spike's recipients bounced as unknown addresses "
+                                   "(5.1.1, 5.1.10) that marks a bought list: campaigns to "
+                                   "opted-in lists bounce at 1-3%, spam runs at 10-40%.")
+    flood_ratio: float = _t(10.0, "A sender or connector whose hours spike at this many times "
+                                  "its own baseline...")
+    flood_days: int = _t(2, "...from first to last over this many days or more is a flood from "
+                            "a registered domain (a compromised mailbox or server), not a "
+                            "campaign: a newsletter goes out within a day.")
     wide_range_prefix: int = _t(24, "Connector IP ranges this wide or wider (/24 is the widest "
                                     "Exchange Online takes) are flagged; servers are listed one "
                                     "by one.")
@@ -70,9 +81,11 @@ DETECT_RANGES: dict[str, tuple[float, float]] = {
     "window_days": (1, 366), "baseline_days": (1, 366), "stale_after_hours": (1, 8784),
     "clean_hours": (1, 8784), "blocked_now_hours": (1, 8784),
     "unprovisioned_min_messages": (1, 1_000_000), "unprovisioned_max_share": (0.0, 0.5),
+    "steady_share_cap": (0.0, 1.0),
     "unprovisioned_rise_ratio": (1.0, 1000.0), "spike_min_hour": (1, 10_000_000),
     "spike_min_day": (1, 100_000_000), "spike_mads": (1.0, 100.0), "spike_ratio": (1.0, 100.0),
-    "spam_share": (0.01, 1.0), "wide_range_prefix": (0, 32), "connector_score": (1, 1000),
+    "spam_share": (0.01, 1.0), "bounce_share": (0.01, 1.0), "flood_ratio": (2.0, 1000.0),
+    "flood_days": (1, 31), "wide_range_prefix": (0, 32), "connector_score": (1, 1000),
     "restricted_min_recipients": (1, 1_000_000),
 }
 

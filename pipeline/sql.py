@@ -84,6 +84,8 @@ CREATE OR REPLACE MACRO in_period(day, ts, since, until) AS
 CREATE OR REPLACE MACRO message_count(network_message_id, message_id) AS
     count(DISTINCT coalesce(network_message_id, message_id))
     + (count(*) FILTER (WHERE network_message_id IS NULL AND message_id IS NULL) > 0)::BIGINT;
+CREATE OR REPLACE MACRO is_bounce(ndr_code) AS  -- the address does not exist (bought lists)
+    ndr_code IN ('5.1.1', '5.1.10', '5.4.1', '5.1.0');
 CREATE OR REPLACE MACRO is_spam(status, spam_verdict, ndr_code) AS
     status IN ('filtered_as_spam', 'quarantined') OR coalesce(spam_verdict, false)
     OR ndr_code IN ('5.7.750', '5.7.705', '5.7.711', '5.1.8', '5.7.708', '5.7.64');
@@ -97,14 +99,15 @@ BASE = "memory.main"
 # whole hours from outbound_volumes, a partial first or last hour counted from the rows
 VIEW_MACROS = r"""
 CREATE OR REPLACE MACRO outbound_hours(since, until) AS TABLE
-    SELECT tenant, hour, connector, sender_address, recipients, messages, spam_recipients
+    SELECT tenant, hour, connector, sender_address, recipients, messages, spam_recipients,
+           bounce_recipients
     FROM outbound_volumes
     WHERE date >= CAST(since::TIMESTAMPTZ AS DATE) AND date <= CAST(until::TIMESTAMPTZ AS DATE)
       AND hour >= since::TIMESTAMPTZ AND hour + INTERVAL 1 HOUR <= until::TIMESTAMPTZ
     UNION ALL
     SELECT tenant, date_trunc('hour', received_utc) AS hour, connector, sender_address,
            count(*), message_count(network_message_id, message_id),
-           count(*) FILTER (WHERE spam_signal)
+           count(*) FILTER (WHERE spam_signal), count(*) FILTER (WHERE is_bounce(ndr_code))
     FROM outbound_mail
     WHERE date IN (CAST(since::TIMESTAMPTZ AS DATE), CAST(until::TIMESTAMPTZ AS DATE))
       AND received_utc >= since::TIMESTAMPTZ AND received_utc < until::TIMESTAMPTZ

@@ -56,7 +56,12 @@ def relaying(activity: dict[str, Any], rows: pl.DataFrame, s: DetectSettings) ->
     via_total = int(via["recipients"].sum())
     rate_w = recipients / max(activity["window_days_with_data"], 1)
     rate_b = activity["baseline_unprovisioned"] / max(activity["baseline_days_with_data"], 1)
-    over_share = share > s.unprovisioned_max_share
+    base_share = (activity["baseline_unprovisioned"] / activity["baseline_outbound"]
+                  if activity["baseline_outbound"] else 0.0)
+    # a share as high in the baseline is a habit's wobble, up to steady_share_cap
+    steady = history and base_share * s.unprovisioned_rise_ratio >= share
+    over_share = share > s.unprovisioned_max_share and (
+        share > s.steady_share_cap or not steady)
     rising = history and rate_w >= s.unprovisioned_rise_ratio * rate_b and (
         rate_b > 0 or rate_w * activity["window_days_with_data"] >= s.unprovisioned_min_messages)
     is_relaying = recipients >= s.unprovisioned_min_messages and (over_share or rising)

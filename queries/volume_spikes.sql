@@ -24,18 +24,20 @@ window_hourly AS (  -- the window's hours per tenant, connector and sender
            hour,
            sum(recipients)::BIGINT AS recipients,
            sum(messages)::BIGINT AS messages,
-           sum(spam_recipients)::BIGINT AS spam_recipients
+           sum(spam_recipients)::BIGINT AS spam_recipients,
+           sum(bounce_recipients)::BIGINT AS bounce_recipients
     FROM hours, b
     WHERE hours.hour >= b.window_start
     GROUP BY GROUPING SETS ((tenant, hour), (tenant, connector, hour), (tenant, sender_address, hour))
 ),
 candidates AS (  -- window hours and days busy enough to be judged
-    SELECT tenant, scope, key, 'hour' AS grain, hour AS bucket, recipients, messages, spam_recipients
+    SELECT tenant, scope, key, 'hour' AS grain, hour AS bucket, recipients, messages,
+           spam_recipients, bounce_recipients
     FROM window_hourly
     WHERE key IS NOT NULL AND recipients >= $spike_min_hour::BIGINT
     UNION ALL
     SELECT tenant, scope, key, 'day', date_trunc('day', hour), sum(recipients)::BIGINT,
-           sum(messages)::BIGINT, sum(spam_recipients)::BIGINT
+           sum(messages)::BIGINT, sum(spam_recipients)::BIGINT, sum(bounce_recipients)::BIGINT
     FROM window_hourly, b
     WHERE key IS NOT NULL
     GROUP BY tenant, scope, key, date_trunc('day', hour), b.window_start
@@ -98,7 +100,8 @@ baseline AS (
 )
 SELECT
     c.tenant, c.scope, c.key, c.grain, c.bucket, c.recipients, c.messages, c.spam_recipients,
-    round(c.spam_recipients / c.recipients, 4) AS spam_share,
+    round(c.spam_recipients / c.recipients, 4) AS spam_share, c.bounce_recipients,
+    round(c.bounce_recipients / c.recipients, 4) AS bounce_share,
     k.baseline_n, k.baseline_median, k.baseline_mad,
     round(k.baseline_median + $spike_mads::DOUBLE * greatest(1.4826 * k.baseline_mad, 1), 1)
         AS threshold,

@@ -79,7 +79,7 @@ class LakeBuilder:
 
         held, self._held = self._held, None
         if held:
-            self.lake.write_messages(pl.DataFrame(held))
+            self.lake.write_messages(pl.DataFrame(held, infer_schema_length=None))
 
     def send(self, tenant: str, when: datetime, sender: str, recipients: int | list[str] = 1,
              direction: str = "outbound", envelope: str | None = None, **extra: object) -> str:

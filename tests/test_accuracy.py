@@ -245,3 +245,105 @@ def test_ipv4_mail_from_outside_an_ip_identified_connector_still_counts(
                client_ip="203.0.113.50")
     row = connector_row(build, "ipc")
     assert row["outside_ip_recipients"] == 2 and row["outside_ips"] == ["203.0.113.50"]
+
+
+def _office(build: LakeBuilder, rng: random.Random, tenant: str) -> None:
+    """An ordinary tenant: a few dozen people sending a few mails a day each, 35 days."""
+    build.__enter__()
+    build.domains(tenant, f"{tenant}.example")
+    start = AS_OF - timedelta(days=35)
+    for d in range(35):
+        for person in range(rng.randint(8, 20)):
+            build.send(tenant, start + timedelta(days=d, hours=rng.randint(8, 17)),
+                       f"p{person}@{tenant}.example", rng.randint(1, 3))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_compromised_mailbox_flooding_from_the_tenants_own_domain_is_blocked(
+        build: LakeBuilder, seed: int) -> None:
+    """Case 6: a compromised mailbox of a registered domain sends thousands a day for
+    days, delivered (Microsoft blocks such tenants with 5.7.705 / 5.7.708 / 5.1.8)."""
+    rng = random.Random(seed)
+    _office(build, rng, "corp")
+    days = rng.randint(2, 4)
+    per_day = rng.randint(1500, 4000)
+    for d in range(days):
+        for hour in range(24):
+            build.send("corp", AS_OF - timedelta(days=d, hours=hour + 1) + timedelta(minutes=5),
+                       "p3@corp.example", per_day // 24)
+    v, commands = judged(build, "corp")
+    assert v["recommendation"] == "block", v["reasons"]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_spam_to_a_bought_list_that_bounces_is_blocked_even_for_one_day(
+        build: LakeBuilder, seed: int) -> None:
+    """Case 6: spam to a bought list bounces (5.1.1 / 5.1.10: the addresses do not
+    exist); a real campaign to an opted-in list bounces at a few percent."""
+    rng = random.Random(seed)
+    _office(build, rng, "corp")
+    share = rng.uniform(0.15, 0.4)
+    for hour in range(rng.randint(4, 10)):
+        n = rng.randint(150, 400)
+        when = AS_OF - timedelta(hours=hour + 2)
+        bounced = round(n * share)
+        build.send("corp", when, "p5@corp.example", n - bounced)
+        build.send("corp", when, "p5@corp.example", bounced, status="failed",
+                   ndr_code=rng.choice(["5.1.1", "5.1.10"]))
+    v, _ = judged(build, "corp")
+    assert v["recommendation"] == "block", v["reasons"]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_one_day_newsletter_with_few_bounces_is_not_blocked(build: LakeBuilder,
+                                                             seed: int) -> None:
+    """The other side of case 6: a legitimate campaign, one day, to an opted-in list that
+    bounces at 0-3 %."""
+    rng = random.Random(seed)
+    _office(build, rng, "corp")
+    day = AS_OF - timedelta(days=rng.randint(1, 5), hours=rng.randint(0, 6))
+    total = rng.randint(1500, 5000)
+    for hour in range(6):
+        n = total // 6
+        bounced = round(n * rng.uniform(0.0, 0.03))
+        build.send("corp", day + timedelta(hours=hour), "news@corp.example", n - bounced)
+        if bounced:
+            build.send("corp", day + timedelta(hours=hour), "news@corp.example", bounced,
+                       status="failed", ndr_code="5.1.1")
+    v, _ = judged(build, "corp")
+    assert v["recommendation"] == "unblock", v["reasons"]
+
+
+def _steady(build: LakeBuilder, rng: random.Random, share: float) -> None:
+    """A school whose unregistered-domain share is the same all five weeks."""
+    build.__enter__()
+    build.domains("school", "school.example")
+    start = AS_OF - timedelta(days=35)
+    for d in range(35):
+        day = start + timedelta(days=d)
+        own = rng.randint(150, 300)
+        build.send("school", day + timedelta(hours=9), "staff@school.example", own)
+        for i in range(round(own * share / (1 - share))):
+            build.send("school", day + timedelta(hours=10, minutes=i % 60),
+                       f"someone@sender{rng.randrange(200)}-{d}.example", 1)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_steady_share_a_little_over_the_tolerance_is_forwarding(build: LakeBuilder,
+                                                                  seed: int) -> None:
+    """Forwarding wobbles week to week: a share a little over the tolerated one that was as
+    high for the weeks before is the same habit."""
+    rng = random.Random(seed)
+    _steady(build, rng, rng.uniform(0.105, 0.15))
+    v, _ = judged(build, "school")
+    assert v["recommendation"] == "unblock", v["reasons"]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_steady_large_share_is_relaying_however_long_it_has_run(build: LakeBuilder,
+                                                                  seed: int) -> None:
+    """The other side: a relay running for weeks at a large share is not a habit to keep."""
+    rng = random.Random(seed)
+    _steady(build, rng, rng.uniform(0.3, 0.6))
+    v, _ = judged(build, "school")
+    assert v["recommendation"] == "block", v["reasons"]
