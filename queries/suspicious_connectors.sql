@@ -1,5 +1,5 @@
 -- Inbound connectors scored with the reasons they look like an attacker's relay
--- Example: as_of=2026-11-28 window_days=7 baseline_days=28 tenant=contoso wide_range_prefix=24 spam_share=0.2 connector_score=40 unprovisioned_min_messages=20 unprovisioned_max_share=0.1
+-- Example: as_of=2026-11-28 window_days=7 baseline_days=28 tenant=contoso wide_range_prefix=24 spam_share=0.2 connector_score=40 unprovisioned_min_messages=20 unprovisioned_max_share=0.1 steady_share_cap=0.2 unprovisioned_rise_ratio=3
 -- One row per connector known from the tenant's snapshot closest to as_of (the latest
 -- before it, else the first after), from New-/Set-/Remove-InboundConnector audit events,
 -- or from traffic in the window. Reasons and their scores: created in the window (30),
@@ -7,7 +7,8 @@
 -- restriction (25), an IP range of /wide_range_prefix or wider (10), traffic from IPs
 -- outside SenderIPAddresses (25; only for a connector identified by IP, and IPv4 only), unregistered-domain mail through it (40 when it is at least
 -- unprovisioned_min_messages recipients and over unprovisioned_max_share of the connector's
--- traffic, else 10: a hybrid connector forwards some external senders' mail), a spam share
+-- traffic and not a share as high before the window up to steady_share_cap, else 10: a
+-- hybrid connector forwards some external senders' mail), a spam share
 -- of its recipients of spam_share or more (20), traffic through a connector missing from the
 -- tenant's connector list (40; inbound connector names in Exchange Online traces only: not
 -- on-premises receive or send connectors, not the tenant's outbound connectors, not
@@ -81,12 +82,22 @@ traffic AS (
       ON x.tenant = m.tenant AND x.k = m.k AND x.client_ip IS NOT DISTINCT FROM m.client_ip
     GROUP BY m.tenant, m.k
 ),
-relayed AS (
-    SELECT o.tenant, lower(o.connector) AS k, count(*) AS unprovisioned_recipients
+relayed AS (  -- unregistered-domain recipients through each connector, window and before
+    SELECT o.tenant, lower(o.connector) AS k,
+           count(*) FILTER (WHERE o.received_utc >= b.window_start) AS unprovisioned_recipients,
+           count(*) FILTER (WHERE o.received_utc < b.window_start) AS baseline_unprovisioned
     FROM outbound_mail AS o, b
-    WHERE in_period(o.date, o.received_utc, b.window_start, b.as_of)
+    WHERE in_period(o.date, o.received_utc, b.baseline_start, b.as_of)
       AND o.connector IS NOT NULL AND (o.sender_unprovisioned OR o.envelope_unprovisioned)
       AND ($tenant::VARCHAR IS NULL OR o.tenant = $tenant::VARCHAR)
+    GROUP BY ALL
+),
+baseline_traffic AS (  -- each connector's outbound recipients before the window (hourly)
+    SELECT h.tenant, lower(h.connector) AS k, sum(h.recipients) AS recipients
+    FROM outbound_hours(
+        lookback_start($as_of::TIMESTAMPTZ, $window_days::INTEGER, $baseline_days::INTEGER),
+        $as_of::TIMESTAMPTZ - to_days($window_days::INTEGER)) AS h
+    WHERE h.connector IS NOT NULL AND ($tenant::VARCHAR IS NULL OR h.tenant = $tenant::VARCHAR)
     GROUP BY ALL
 ),
 names AS (
@@ -133,6 +144,13 @@ judged AS (
         coalesce(r.unprovisioned_recipients, 0) >= $unprovisioned_min_messages::INTEGER
             AND coalesce(r.unprovisioned_recipients, 0)
                 > $unprovisioned_max_share::DOUBLE * coalesce(t.recipients, 0)
+            -- a share as high before the window is the connector's forwarding habit, up
+            -- to steady_share_cap (the same rule as the tenant's share)
+            AND (coalesce(r.unprovisioned_recipients, 0)
+                     > $steady_share_cap::DOUBLE * coalesce(t.recipients, 0)
+                 OR coalesce(r.baseline_unprovisioned / nullif(bt.recipients, 0), 0)
+                     * $unprovisioned_rise_ratio::DOUBLE
+                     < r.unprovisioned_recipients / nullif(t.recipients, 0))
             AS relays_unprovisioned,
         b.window_start
     FROM names AS n
@@ -141,6 +159,7 @@ judged AS (
     LEFT JOIN change_summary AS c ON c.tenant = n.tenant AND c.k = n.k
     LEFT JOIN traffic AS t ON t.tenant = n.tenant AND t.k = n.k
     LEFT JOIN relayed AS r ON r.tenant = n.tenant AND r.k = n.k
+    LEFT JOIN baseline_traffic AS bt ON bt.tenant = n.tenant AND bt.k = n.k
 ),
 scored AS (
     SELECT j.*,

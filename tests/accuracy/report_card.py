@@ -180,14 +180,15 @@ class Sim:
             ips = (f"45.{rng.randrange(250)}.{rng.randrange(250)}.{rng.randint(1, 250)}",)
         spam = [f"{w}{rng.randrange(999)}.{tld}" for w, tld in
                 zip(["deal", "win", "pharma"], ["top", "biz", "click"], strict=True)]
+        mailbox = f"u{rng.randint(1, 60)}@{t.domains[0]}"  # the one compromised account
+        filtered = rng.uniform(0.0, 0.4)  # the share EOP's filters catch varies by campaign
         sent, hour = 0, 0.0
         while hour < t.hours and (t.start + timedelta(hours=hour)) < END:
             when = t.start + timedelta(hours=hour)
             n = max(1, round(t.rate * rng.uniform(0.5, 1.5)))
-            sender = (f"u{rng.randint(1, 60)}@{t.domains[0]}" if t.kind == "compromised_mailbox"
-                      else f"promo@{rng.choice(spam)}")
+            sender = mailbox if t.kind == "compromised_mailbox" else f"promo@{rng.choice(spam)}"
             extra = {"connector": name, "client_ip": rng.choice(ips)} if name else {}
-            status = "filtered_as_spam" if rng.random() < 0.15 else "delivered"
+            status = "filtered_as_spam" if rng.random() < filtered else "delivered"
             for _ in range(max(1, n // 25)):
                 self.send(t, when + timedelta(minutes=rng.randint(0, 59)), sender,
                           [self.external(5000) for _ in range(min(25, n))], **extra)
