@@ -39,9 +39,13 @@ QUERIES = Path(__file__).resolve().parent / "queries"
 # network_message_id): the long Message-ID strings would double its memory.
 PINNED_COLUMNS = ("tenant", "date", "received_utc", "direction", "sender_address",
                   "sender_domain", "envelope_domain", "status", "ndr_code", "spam_verdict",
-                  "connector", "client_ip", "network_message_id", "message_id", "source_format")
+                  "connector", "client_ip", "network_message_id", "message_id", "source_format",
+                  "recipient_domain")
+# recipient_domain only where ingest could not tell the direction (outbound_mail decides it
+# from the accepted domains then): elsewhere it is not read, and nulls cost nothing
 _PINNED_AS = {"network_message_id": "coalesce(network_message_id, message_id)",
-              "message_id": "CAST(NULL AS VARCHAR)"}
+              "message_id": "CAST(NULL AS VARCHAR)",
+              "recipient_domain": "CASE WHEN direction = 'unknown' THEN recipient_domain END"}
 _PARTITION_TYPES = {"tenant": "VARCHAR", "date": "DATE", "as_of": "DATE"}
 
 # Small helpers the queries share. IPv4 ranges are matched arithmetically so no extension

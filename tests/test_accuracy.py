@@ -365,3 +365,38 @@ def test_a_hybrid_connector_forwarding_a_steady_share_is_not_suspicious(
     v, commands = judged(build, "hyb")
     assert v["recommendation"] == "unblock", v["reasons"]
     assert connector_row(build, "hyb")["score"] < 40
+
+
+@pytest.mark.parametrize("late", [False, True])
+def test_direction_follows_accepted_domains_that_arrive_after_the_trace(tmp_path,  # type: ignore[no-untyped-def]
+                                                                       late: bool) -> None:
+    """Case 5: a trace without an Organization column, ingested before the tenant's accepted
+    domains: the next night's run, with the accepted domains in the lake, judges the same
+    rows as it would have had they come first."""
+    from pipeline.ingest import ingest
+
+    inbox = tmp_path / "inbox" / "late"
+    inbox.mkdir(parents=True)
+    rows = ['"Received","SenderAddress","RecipientAddress","Status","MessageTraceId"']
+    for i in range(600):  # 30 a day of the tenant's own mail, then a relay in the window
+        day = AS_OF - timedelta(days=1 + i % 30, hours=i % 9)
+        rows.append(f'"{day:%Y-%m-%dT%H:%M:%SZ}","u{i % 7}@late.example",'
+                    f'"r{i}@ext{i % 31}.example","Delivered","00000000-0000-4000-8000-{i:012d}"')
+    for i in range(400):
+        when = AS_OF - timedelta(hours=1 + i % 40, minutes=i % 60)
+        rows.append(f'"{when:%Y-%m-%dT%H:%M:%SZ}","promo@cheap{i % 4}.top","v{i}@ext{i % 97}.example",'
+                    f'"Delivered","00000000-0000-4000-9000-{i:012d}"')
+    (inbox / "trace.csv").write_text("\n".join(rows) + "\n")
+    domains = '"DomainName","DomainType","Default"\n"late.example","Authoritative","True"\n'
+    settings = Settings(lake=tmp_path / "lake")
+    if not late:
+        (inbox / "ad.csv").write_text(domains)
+    ingest([tmp_path / "inbox"], settings)
+    if late:  # a night's run without them, then the accepted domains arrive
+        detect.detect(settings, AS_OF - timedelta(hours=2))
+        (inbox / "ad.csv").write_text(domains)
+        ingest([tmp_path / "inbox"], settings)
+    detect.detect(settings, AS_OF)
+    t = report.build(settings.lake, AS_OF.date(), DetectSettings(), "late").tenants[0]
+    assert t.recommendation == "block", t.reasons
+    assert any("400 recipients" in r and "unregistered" in r for r in t.reasons), t.reasons

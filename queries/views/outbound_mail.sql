@@ -4,12 +4,43 @@
 -- Coverage is worked out once per (tenant, domain) - the earliest WhenCreatedUTC of an
 -- accepted domain covering it, MatchSubDomains honoured - and joined back, which is the
 -- same as is_provisioned(tenant, domain, received_utc) but costs one join, not a lookup
--- per row.
-WITH used AS (
-    SELECT DISTINCT tenant, sender_domain AS dom FROM messages
+-- per row. Rows whose direction ingest could not tell (no accepted domains or Organization
+-- yet) take it here from the accepted domains the lake holds now, so an export that comes
+-- a night late corrects the next run: to an accepted domain is inbound (internal from
+-- one), to any other domain outbound.
+WITH listed AS (SELECT DISTINCT tenant FROM accepted_domains),
+unknown_domains AS (
+    SELECT DISTINCT tenant, recipient_domain AS dom FROM messages
+    WHERE direction = 'unknown' AND recipient_domain IS NOT NULL
+    UNION
+    SELECT DISTINCT tenant, sender_domain FROM messages
+    WHERE direction = 'unknown' AND sender_domain IS NOT NULL
+),
+accepted AS (  -- those domains an accepted domain covers (at any time: direction, not history)
+    SELECT DISTINCT u.tenant, u.dom
+    FROM unknown_domains AS u
+    JOIN accepted_domains AS a
+      ON a.tenant = u.tenant
+     AND (u.dom = a.domain_name OR (a.match_subdomains AND ends_with(u.dom, '.' || a.domain_name)))
+),
+resolved AS (
+    SELECT m.* REPLACE (
+        CASE WHEN m.direction <> 'unknown' OR m.recipient_domain IS NULL
+                  OR m.tenant NOT IN (SELECT tenant FROM listed) THEN m.direction
+             WHEN r.dom IS NOT NULL AND s.dom IS NOT NULL THEN 'internal'
+             WHEN r.dom IS NOT NULL THEN 'inbound'
+             ELSE 'outbound' END AS direction)
+    FROM messages AS m
+    LEFT JOIN accepted AS r ON m.direction = 'unknown' AND r.tenant = m.tenant
+                           AND r.dom = m.recipient_domain
+    LEFT JOIN accepted AS s ON m.direction = 'unknown' AND s.tenant = m.tenant
+                           AND s.dom = m.sender_domain
+),
+used AS (
+    SELECT DISTINCT tenant, sender_domain AS dom FROM resolved
     WHERE direction = 'outbound' AND sender_domain IS NOT NULL
     UNION
-    SELECT DISTINCT tenant, envelope_domain FROM messages
+    SELECT DISTINCT tenant, envelope_domain FROM resolved
     WHERE direction = 'outbound' AND envelope_domain IS NOT NULL
 ),
 coverage AS (
@@ -20,8 +51,7 @@ coverage AS (
       ON a.tenant = u.tenant
      AND (u.dom = a.domain_name OR (a.match_subdomains AND ends_with(u.dom, '.' || a.domain_name)))
     GROUP BY u.tenant, u.dom
-),
-listed AS (SELECT DISTINCT tenant FROM accepted_domains)
+)
 SELECT
     m.*,
     CASE WHEN l.tenant IS NULL THEN NULL
@@ -31,7 +61,7 @@ SELECT
          ELSE NOT (m.envelope_domain IS NULL OR m.envelope_domain = m.tenant || '.onmicrosoft.com'
                    OR coalesce(m.received_utc >= ce.covered_since, false)) END AS envelope_unprovisioned,
     is_spam(m.status, m.spam_verdict, m.ndr_code) AS spam_signal
-FROM messages AS m
+FROM resolved AS m
 LEFT JOIN listed AS l ON l.tenant = m.tenant
 LEFT JOIN coverage AS cs ON cs.tenant = m.tenant AND cs.dom = m.sender_domain
 LEFT JOIN coverage AS ce ON ce.tenant = m.tenant AND ce.dom = m.envelope_domain
