@@ -9,39 +9,16 @@
 -- a night late corrects the next run: to an accepted domain is inbound (internal from
 -- one), to any other domain outbound.
 WITH listed AS (SELECT DISTINCT tenant FROM accepted_domains),
-unknown_domains AS (
-    SELECT DISTINCT tenant, recipient_domain AS dom FROM messages
+used AS (  -- the domains judged: senders of outbound rows, and every domain of the rows
+           -- whose direction is still to be told
+    SELECT DISTINCT tenant, sender_domain AS dom FROM messages
+    WHERE direction IN ('outbound', 'unknown') AND sender_domain IS NOT NULL
+    UNION
+    SELECT DISTINCT tenant, envelope_domain FROM messages
+    WHERE direction IN ('outbound', 'unknown') AND envelope_domain IS NOT NULL
+    UNION
+    SELECT DISTINCT tenant, recipient_domain FROM messages
     WHERE direction = 'unknown' AND recipient_domain IS NOT NULL
-    UNION
-    SELECT DISTINCT tenant, sender_domain FROM messages
-    WHERE direction = 'unknown' AND sender_domain IS NOT NULL
-),
-accepted AS (  -- those domains an accepted domain covers (at any time: direction, not history)
-    SELECT DISTINCT u.tenant, u.dom
-    FROM unknown_domains AS u
-    JOIN accepted_domains AS a
-      ON a.tenant = u.tenant
-     AND (u.dom = a.domain_name OR (a.match_subdomains AND ends_with(u.dom, '.' || a.domain_name)))
-),
-resolved AS (
-    SELECT m.* REPLACE (
-        CASE WHEN m.direction <> 'unknown' OR m.recipient_domain IS NULL
-                  OR m.tenant NOT IN (SELECT tenant FROM listed) THEN m.direction
-             WHEN r.dom IS NOT NULL AND s.dom IS NOT NULL THEN 'internal'
-             WHEN r.dom IS NOT NULL THEN 'inbound'
-             ELSE 'outbound' END AS direction)
-    FROM messages AS m
-    LEFT JOIN accepted AS r ON m.direction = 'unknown' AND r.tenant = m.tenant
-                           AND r.dom = m.recipient_domain
-    LEFT JOIN accepted AS s ON m.direction = 'unknown' AND s.tenant = m.tenant
-                           AND s.dom = m.sender_domain
-),
-used AS (
-    SELECT DISTINCT tenant, sender_domain AS dom FROM resolved
-    WHERE direction = 'outbound' AND sender_domain IS NOT NULL
-    UNION
-    SELECT DISTINCT tenant, envelope_domain FROM resolved
-    WHERE direction = 'outbound' AND envelope_domain IS NOT NULL
 ),
 coverage AS (
     SELECT u.tenant, u.dom,
@@ -51,6 +28,19 @@ coverage AS (
       ON a.tenant = u.tenant
      AND (u.dom = a.domain_name OR (a.match_subdomains AND ends_with(u.dom, '.' || a.domain_name)))
     GROUP BY u.tenant, u.dom
+),
+resolved AS (  -- direction from the accepted domains (at any time) where ingest had none
+    SELECT m.* REPLACE (
+        CASE WHEN m.direction <> 'unknown' OR m.recipient_domain IS NULL
+                  OR m.tenant NOT IN (SELECT tenant FROM listed) THEN m.direction
+             WHEN r.dom IS NOT NULL AND s.dom IS NOT NULL THEN 'internal'
+             WHEN r.dom IS NOT NULL THEN 'inbound'
+             ELSE 'outbound' END AS direction)
+    FROM messages AS m
+    LEFT JOIN coverage AS r ON m.direction = 'unknown' AND r.tenant = m.tenant
+                           AND r.dom = m.recipient_domain
+    LEFT JOIN coverage AS s ON m.direction = 'unknown' AND s.tenant = m.tenant
+                           AND s.dom = m.sender_domain
 )
 SELECT
     m.*,
