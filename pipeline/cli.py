@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from contextlib import nullcontext
 import traceback
+from contextlib import nullcontext
 from pathlib import Path
 
 import click

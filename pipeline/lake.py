@@ -287,8 +287,9 @@ class Lake:
                  *(p for t in schema.TABLES.values() if t.layout.split("/")[1].startswith("as_of=")
                    for p in (self.root / t.name).glob("as_of=*"))]
         old = [p for p in sorted(parts) if date.fromisoformat(p.name.split("=", 1)[1]) < cutoff]
-        if any(p.parent.parent.name == "messages" for p in old):
-            self._expire(cutoff, [p for p in old if p.parent.parent.name == "messages"])
+        messages = [p for p in old if p.parent.parent.name == "messages"]
+        if messages:
+            self._expire(cutoff, messages)
         for part in old:  # after the manifest: a kill in between leaves them re-ingestable
             shutil.rmtree(part)
             dropped.append(part)
@@ -300,13 +301,9 @@ class Lake:
         files = [f for p in partitions for f in p.glob("*.parquet")]
         shas = pl.scan_parquet(files).select(pl.col("source_sha256").cast(pl.String)).unique(
             ).collect().to_series().to_list() if files else []
-        m = self.manifest()
-        hit = (pl.col("status") == "ingested") & (
-            pl.col("source_sha256").is_in(shas) | (pl.col("first_event_utc").dt.date() < cutoff))
-        if m.filter(hit).height:
-            self._write(m.with_columns(pl.when(hit).then(pl.lit("expired"))
-                                       .otherwise(pl.col("status")).alias("status")),
-                        self.root / MANIFEST)
+        self._mark((pl.col("status") == "ingested") & (
+            pl.col("source_sha256").is_in(shas) | (pl.col("first_event_utc").dt.date() < cutoff)),
+            "expired")
 
     # ------------------------------------------------------------ manifest
 
@@ -325,11 +322,15 @@ class Lake:
     def restore(self, which: pl.Expr) -> int:
         """Mark the manifest's files matching `which` `restore`: the next ingest reads them
         again (after their rows were lost with a damaged partition)."""
+        return self._mark(which & pl.col("status").is_in(["ingested", "duplicate", "expired"]),
+                          "restore")
+
+    def _mark(self, hit: pl.Expr, status: str) -> int:
+        """Give the manifest rows matching `hit` this status; returns how many."""
         m = self.manifest()
-        hit = which & pl.col("status").is_in(["ingested", "duplicate", "expired"])
         n = m.filter(hit).height
         if n:
-            self._write(m.with_columns(pl.when(hit).then(pl.lit("restore"))
+            self._write(m.with_columns(pl.when(hit).then(pl.lit(status))
                                        .otherwise(pl.col("status")).alias("status")),
                         self.root / MANIFEST)
         return n

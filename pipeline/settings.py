@@ -245,6 +245,11 @@ def detect_markdown() -> str:
     return "\n".join(rows) + "\n"
 
 
+# The whole-number settings outside [detect] and the values they may take
+_RANGES = {"timeout_seconds": (1, 86_400), "max_rows": (1, 100_000_000),
+           "flush_rows": (1000, 100_000_000)}
+
+
 def _validated(s: Settings) -> Settings:
     if s.date_order not in DATE_ORDERS:
         raise ConfigError(
@@ -255,16 +260,11 @@ def _validated(s: Settings) -> Settings:
             f"headerless_msgtrk = {s.headerless_msgtrk!r} is not one of "
             f"{', '.join(MSGTRK_FIELD_SETS)}"
         )
-    if not 1 <= s.timeout_seconds <= 86_400:
-        raise ConfigError(f"timeout_seconds = {s.timeout_seconds} is out of range: use 1 to "
-                          "86400")
-    if not 1 <= s.max_rows <= 100_000_000:
-        raise ConfigError(f"max_rows = {s.max_rows} is out of range: use 1 to 100000000")
+    for name, (lo, hi) in _RANGES.items():
+        if not lo <= getattr(s, name) <= hi:
+            raise ConfigError(f"{name} = {getattr(s, name)} is out of range: use {lo} to {hi}")
     if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", s.memory_limit.strip()):
         raise ConfigError(f"memory_limit = {s.memory_limit!r}: give a size like 1200MB or 4GB")
-    if not 1000 <= s.flush_rows <= 100_000_000:
-        raise ConfigError(f"flush_rows = {s.flush_rows} is out of range: use 1000 to "
-                          "100000000")
     return s
 
 

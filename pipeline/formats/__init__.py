@@ -144,6 +144,11 @@ MAX_COLUMNS = 1000
 MAX_HEADER_CHARS = 64 * 1024
 
 
+def _format(sniffed: Sniffed) -> TabularFormat:
+    """The tabular format a file was recognised as."""
+    return next(f for f in TABULAR if f.name == sniffed.format)
+
+
 def _too_deep(file: str) -> InputFormatError:
     return InputFormatError(file, None, "JSON nested too deeply to be an export",
                             "export records with ConvertTo-Json -Depth 5")
@@ -276,7 +281,7 @@ def without_oversized_fields(parsed: Parsed) -> Parsed:
 
 def _read(path: Path, sniffed: Sniffed, ctx: Context) -> Parsed:
     if sniffed.empty:
-        fmt = next(f for f in TABULAR if f.name == sniffed.format)
+        fmt = _format(sniffed)
         return fmt.parse(records_frame([]), ctx)
     if sniffed.container == "msgtrk":
         return tracking.read_msgtrk(path, sniffed.head, ctx)
@@ -297,7 +302,7 @@ JSON_PART_RECORDS = 100_000
 def _json_parts(path: Path, sniffed: Sniffed, ctx: Context, parts: bool) -> Iterator[Parsed]:
     """A JSON file's records through its format's parser, JSON_PART_RECORDS at a time when
     `parts` (message rows stand alone; a configuration snapshot is one part)."""
-    fmt = next(f for f in TABULAR if f.name == sniffed.format)
+    fmt = _format(sniffed)
     size = JSON_PART_RECORDS if parts and fmt.table == "messages" else None
     records: list[tuple[int, dict]] = []
     bad: list[tuple[int, str, str]] = []
@@ -325,7 +330,7 @@ def _json_parts(path: Path, sniffed: Sniffed, ctx: Context, parts: bool) -> Iter
 
 def _parse_csv(df: pl.DataFrame, sniffed: Sniffed, ctx: Context) -> Parsed:
     """A CSV frame (whole file or part) through its format's parser."""
-    fmt = next(f for f in TABULAR if f.name == sniffed.format)
+    fmt = _format(sniffed)
     parsed = fmt.parse(df, ctx)
     if sniffed.skip_lines and parsed.table == "messages":
         parsed.format += "_ps51"  # Windows PowerShell 5.1's #TYPE line
