@@ -78,6 +78,7 @@ def evaluate(lake: Path, run: Run, session: Session | None = None,
     to date). A caller's session (nightly's) is used as it is, and left open."""
     lookback = timedelta(days=run.settings.window_days + run.settings.baseline_days)
     with nullcontext(session) if session else Session(lake, cache=cache) as s:
+        s.set_thresholds(run.settings)
         s.pin_messages((run.as_of - lookback).date(), PINNED_COLUMNS)
         rows = {name: s.run(name, run.params()) for name in DETECTIONS}
         drawn = {table: s.run(query, run.params()) for table, query in FOR_REPORT.items()}
@@ -190,7 +191,8 @@ def _spikes(rows: pl.DataFrame, relays: Relays, run: Run) -> Findings:
         .any().alias("bouncing"),
         (lambda hot: hot.max() - hot.min())(pl.col("bucket").filter(
             (pl.col("grain") == "hour") & (pl.col("ratio") >= run.settings.flood_ratio)))
-        .alias("flood_span"))
+        .alias("flood_span"),
+        pl.col("history_days").max(), pl.col("window_domains").max())
     for r in grouped.iter_rows(named=True):
         reasons = [f"{r['buckets']} spiking {'/'.join(r['grains'])} bucket(s), peak "
                    f"{r['peak']:,} recipients ({r['ratio']:g}x the baseline median)"]
@@ -199,15 +201,19 @@ def _spikes(rows: pl.DataFrame, relays: Relays, run: Run) -> Findings:
         # a registered domain abused: the sender's or connector's own history decides
         own = r["scope"] in ("sender", "connector")
         bouncing = own and r["bouncing"]
+        flood = own and _flood(r, run.settings)
         span = r["flood_span"]
-        flood = own and span is not None and span >= timedelta(days=run.settings.flood_days - 1)
         if bouncing:
             reasons.append(f"{run.settings.bounce_share:.0%} or more of a spike's recipients "
                            "bounced as unknown addresses (a bought list)")
         if flood:
+            days = span >= timedelta(days=run.settings.flood_days - 1)
             reasons.append(f"hours at {run.settings.flood_ratio:g}x or more its own baseline "
-                           f"for {span.total_seconds() / 86400:.1f} days (a flood, not a "
-                           "campaign)")
+                           + (f"for {span.total_seconds() / 86400:.1f} days" if days else
+                              f"over {_span(span)} to {r['window_domains']:,} recipient "
+                              f"domains, against a habit of {r['history_days']} days before "
+                              "the window")
+                           + " (a flood, not a campaign)")
         bad = r["spammy"] or bouncing or flood
         if r["over_mailbox_limit"]:
             reasons.append("above the 10,000 recipients/day mailbox limit")
@@ -217,6 +223,24 @@ def _spikes(rows: pl.DataFrame, relays: Relays, run: Run) -> Findings:
                             last - timedelta(microseconds=1),
                             r["peak_messages"], r["peak"], 20 if bad else 5, reasons, r))
     return out
+
+
+def _flood(r: dict[str, Any], s: DetectSettings) -> bool:
+    """A registered sender or connector flooding: hours at flood_ratio x its own baseline
+    spread over flood_days, or, when it had a habit to break, over flood_hours to
+    flood_min_domains recipient domains (see the settings' reasons)."""
+    span = r["flood_span"]
+    if span is None:
+        return False
+    if span >= timedelta(days=s.flood_days - 1):
+        return True
+    return (r["history_days"] >= s.established_days and r["window_domains"] >= s.flood_min_domains
+            and span >= timedelta(hours=s.flood_hours - 1))
+
+
+def _span(span: timedelta) -> str:
+    """From the first hot hour to the end of the last."""
+    return f"{span.total_seconds() / 3600 + 1:.0f} hours"
 
 
 def _connectors(rows: pl.DataFrame, relays: Relays, run: Run) -> Findings:

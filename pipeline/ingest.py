@@ -400,7 +400,8 @@ class Ingestor:
                 time_col = "received_utc" if "received_utc" in rows.columns else (
                     "creation_utc" if "creation_utc" in rows.columns else None)
                 if time_col and rows.height:
-                    first, last = rows[time_col].min(), rows[time_col].max()
+                    first: datetime | None = rows[time_col].min()  # type: ignore[assignment]
+                    last: datetime | None = rows[time_col].max()  # type: ignore[assignment]
                     res.first_event = min(filter(None, (res.first_event, first)))
                     res.last_event = max(filter(None, (res.last_event, last)))
                 if parsed.table == "messages":

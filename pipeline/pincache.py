@@ -33,7 +33,7 @@ import duckdb
 from pipeline import schema, sql
 
 NAME = "rwcache"
-FORMAT = "6"
+FORMAT = "7"
 
 
 class PinCache:
@@ -59,7 +59,7 @@ class PinCache:
     def _version(self, pinned_sql: str) -> str:
         parts = [FORMAT, duckdb.__version__, pinned_sql,
                  *((sql.QUERIES / "views" / f"{view}.sql").read_text(encoding="utf-8")
-                   for view in ("outbound_mail", "outbound_volumes")),
+                   for view in ("known_domains", "outbound_mail", "outbound_volumes")),
                  *(f"{c.name}:{c.dtype}" for t in (schema.MESSAGES, schema.ACCEPTED_DOMAINS)
                    for c in t.columns)]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
@@ -212,12 +212,23 @@ class PinCache:
             con.execute(f"CREATE OR REPLACE TEMP VIEW messages AS SELECT * FROM {TODO}")
         else:
             where = f"WHERE date >= DATE '{since.isoformat()}'"
+            listed = f"tenant IN (SELECT tenant FROM {NAME}.accepted_domains)"
+            # tenants without accepted domains are judged now, over the whole lookback:
+            # their own domains are inferred from all of their mail, not a batch's
+            con.execute("CREATE OR REPLACE TEMP VIEW messages AS SELECT * EXCLUDE (file) "
+                        f"FROM {NAME}.messages {where} AND NOT {listed}")
+            for view, table in (("outbound_mail", LIVE_MAIL), ("outbound_volumes", LIVE_VOL)):
+                con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS "
+                            f"SELECT * FROM {sql.BASE}.{view}")
+                con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {table}")
             con.execute("CREATE OR REPLACE TEMP VIEW messages AS SELECT * EXCLUDE (file) "
                         f"FROM {NAME}.messages {where}")
-            con.execute("CREATE OR REPLACE TEMP VIEW outbound_mail AS SELECT * EXCLUDE "
-                        f"(file) FROM {NAME}.outbound {where}")
-            con.execute("CREATE OR REPLACE TEMP VIEW outbound_volumes AS SELECT * "
-                        f"FROM {NAME}.volumes {where}")
+            for view, table, columns, live in (
+                    ("outbound_mail", "outbound", "* EXCLUDE (file)", LIVE_MAIL),
+                    ("outbound_volumes", "volumes", "*", LIVE_VOL)):
+                con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT {columns} "
+                            f"FROM {NAME}.{table} {where} AND {listed} "
+                            f"UNION ALL SELECT * FROM {live}")
         con.execute("CREATE OR REPLACE TEMP VIEW accepted_domains AS SELECT * EXCLUDE (file) "
                     f"FROM {NAME}.accepted_domains")
 
@@ -225,6 +236,8 @@ class PinCache:
 # this session's rows to judge (a batch of new files, or the rows of tenants to judge
 # again) and their judged outbound rows: temporary, in memory or spilled
 TODO, JUDGED = "temp.main._todo", "temp.main._judged"
+# the judged outbound rows and volumes of tenants without accepted domains, made each run
+LIVE_MAIL, LIVE_VOL = "temp.main._live_outbound", "temp.main._live_volumes"
 
 
 def _files(lake: Path, table: str, keep: Callable[[str], bool] | None = None

@@ -398,7 +398,26 @@ OUTBOUND_VOLUMES = Table(
     ),
 )
 
-VIEWS: dict[str, Table] = {OUTBOUND_MAIL.name: OUTBOUND_MAIL,
+KNOWN_DOMAINS = Table(
+    "known_domains",
+    "view over `accepted_domains` and `messages` (queries/views/known_domains.sql)",
+    "Each tenant's own domains, which direction and registration are judged with: its "
+    "accepted domains, or, without an accepted-domains export, the domains inferred from its "
+    "mail (received for, or exchanging mail both ways with `infer_min_counterparties` other "
+    "domains).",
+    (
+        _c("tenant", pl.String, "Tenant slug."),
+        _c("domain_name", pl.String, "Domain, lower-case."),
+        _c("match_subdomains", pl.Boolean, "Also covers every subdomain (always for inferred)."),
+        _c("covered_since", UTC_TS, "Earliest WhenCreatedUTC of the accepted domain (-infinity "
+                                    "when unknown or inferred): mail sent earlier was not "
+                                    "from a registered domain."),
+        _c("inferred", pl.Boolean, "Inferred from the tenant's mail, not from an export."),
+    ),
+)
+
+VIEWS: dict[str, Table] = {KNOWN_DOMAINS.name: KNOWN_DOMAINS,
+                           OUTBOUND_MAIL.name: OUTBOUND_MAIL,
                            OUTBOUND_VOLUMES.name: OUTBOUND_VOLUMES}
 
 

@@ -65,11 +65,28 @@ class DetectSettings:
     flood_days: int = _t(2, "...from first to last over this many days or more is a flood from "
                             "a registered domain (a compromised mailbox or server), not a "
                             "campaign: a newsletter goes out within a day.")
+    flood_hours: int = _t(4, "...or, for a sender or connector established before the window, "
+                             "over this many hours: a mailbox sends at most 30 messages a "
+                             "minute, so even a mail merge of thousands is out within two "
+                             "hours; still at flood_ratio times its habit hours later is a "
+                             "compromised account or server running until stopped...")
+    flood_min_domains: int = _t(20, "...to at least this many distinct recipient domains: spam "
+                                    "goes to lists across the internet, while a busy run of "
+                                    "one partner's or one system's mail reaches a few.")
+    established_days: int = _t(3, "Days a sender or connector sent on before the window for its "
+                                  "own baseline to count as a habit (a person's mailbox sends "
+                                  "most days; a new campaign address has no habit to break).")
     wide_range_prefix: int = _t(24, "Connector IP ranges this wide or wider (/24 is the widest "
                                     "Exchange Online takes) are flagged; servers are listed one "
                                     "by one.")
     connector_score: int = _t(40, "Score from which a connector counts as suspicious (reasons "
                                   "score 10-40 each; see queries/suspicious_connectors.sql).")
+    infer_min_counterparties: int = _t(3, "Without an accepted-domains export, a domain that "
+                                          "both writes to and hears from this many other "
+                                          "domains (outside those already known as its own) "
+                                          "is taken as the tenant's own: a correspondent only "
+                                          "exchanges mail with the tenant's own domains, and a "
+                                          "domain an attacker sends from hears from nobody.")
     restricted_min_recipients: int = _t(10, "Recipients a sender still pushes after its first "
                                             "5.1.8 (restricted) NDR that count as still active.")
 
@@ -85,8 +102,9 @@ DETECT_RANGES: dict[str, tuple[float, float]] = {
     "unprovisioned_rise_ratio": (1.0, 1000.0), "spike_min_hour": (1, 10_000_000),
     "spike_min_day": (1, 100_000_000), "spike_mads": (1.0, 100.0), "spike_ratio": (1.0, 100.0),
     "spam_share": (0.01, 1.0), "bounce_share": (0.01, 1.0), "flood_ratio": (2.0, 1000.0),
-    "flood_days": (1, 31), "wide_range_prefix": (0, 32), "connector_score": (1, 1000),
-    "restricted_min_recipients": (1, 1_000_000),
+    "flood_days": (1, 31), "flood_hours": (2, 168), "flood_min_domains": (1, 100_000),
+    "established_days": (1, 366), "wide_range_prefix": (0, 32), "connector_score": (1, 1000),
+    "restricted_min_recipients": (1, 1_000_000), "infer_min_counterparties": (1, 1000),
 }
 
 

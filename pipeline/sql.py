@@ -25,9 +25,10 @@ import duckdb
 import polars as pl
 from polars._typing import PolarsDataType
 
-from pipeline import guard, schema
+from pipeline import addresses, guard, schema
 from pipeline.errors import ConfigError, LakeError
 from pipeline.lake import TMP_PREFIX, check_root
+from pipeline.settings import DetectSettings
 
 log = logging.getLogger("relaywatch")
 # queries/ at the top of the repository, reached through pipeline/queries (a link there,
@@ -41,41 +42,17 @@ PINNED_COLUMNS = ("tenant", "date", "received_utc", "direction", "sender_address
                   "sender_domain", "envelope_domain", "status", "ndr_code", "spam_verdict",
                   "connector", "client_ip", "network_message_id", "message_id", "source_format",
                   "recipient_domain")
-# recipient_domain only where ingest could not tell the direction (outbound_mail decides it
-# from the accepted domains then): elsewhere it is not read, and nulls cost nothing
 _PINNED_AS = {"network_message_id": "coalesce(network_message_id, message_id)",
-              "message_id": "CAST(NULL AS VARCHAR)",
-              "recipient_domain": "CASE WHEN direction = 'unknown' THEN recipient_domain END"}
+              "message_id": "CAST(NULL AS VARCHAR)"}
 _PARTITION_TYPES = {"tenant": "VARCHAR", "date": "DATE", "as_of": "DATE"}
 
-# Small helpers the queries share. IPv4 ranges are matched arithmetically so no extension
-# (and no network, to download one) is needed; IPv6 addresses match only exactly.
+# Small helpers the queries share (ip_in_range and range_prefix are pipeline.addresses').
 MACROS = r"""
-CREATE OR REPLACE MACRO ipv4_int(ip) AS CASE
-    WHEN regexp_full_match(ip, '\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}') THEN
-        (split_part(ip, '.', 1)::BIGINT << 24) + (split_part(ip, '.', 2)::BIGINT << 16)
-        + (split_part(ip, '.', 3)::BIGINT << 8) + split_part(ip, '.', 4)::BIGINT END;
-CREATE OR REPLACE MACRO ip_in_range(ip, rng) AS CASE
-    WHEN ip IS NULL OR rng IS NULL THEN NULL
-    WHEN ipv4_int(ip) IS NULL THEN lower(ip) = lower(split_part(rng, '/', 1))
-    WHEN contains(rng, '/') THEN
-        ipv4_int(ip) >> (32 - TRY_CAST(split_part(rng, '/', 2) AS INTEGER))
-        = ipv4_int(split_part(rng, '/', 1)) >> (32 - TRY_CAST(split_part(rng, '/', 2) AS INTEGER))
-    WHEN contains(rng, '-') THEN ipv4_int(ip) BETWEEN ipv4_int(trim(split_part(rng, '-', 1)))
-                                              AND ipv4_int(trim(split_part(rng, '-', 2)))
-    ELSE ipv4_int(ip) = ipv4_int(rng) END;
-CREATE OR REPLACE MACRO range_prefix(rng) AS CASE
-    WHEN contains(rng, '/') THEN TRY_CAST(split_part(rng, '/', 2) AS INTEGER)
-    WHEN contains(rng, '-') THEN 32 - ceil(log2(
-        ipv4_int(trim(split_part(rng, '-', 2))) - ipv4_int(trim(split_part(rng, '-', 1))) + 1
-    ))::INTEGER
-    ELSE 32 END;
-CREATE OR REPLACE MACRO is_provisioned(t, dom, ts) AS (
-    dom IS NULL OR dom = t || '.onmicrosoft.com' OR EXISTS (
-        SELECT 1 FROM accepted_domains a
-        WHERE a.tenant = t
-          AND (dom = a.domain_name OR (a.match_subdomains AND ends_with(dom, '.' || a.domain_name)))
-          AND (a.when_created_utc IS NULL OR a.when_created_utc <= ts)));
+CREATE OR REPLACE MACRO infer_min_counterparties() AS  -- a session sets it from [detect]
+    coalesce(getvariable('infer_min_counterparties'), {infer_min_counterparties});
+CREATE OR REPLACE MACRO states_direction(source_format) AS  -- the export says (directionality)
+    source_format IN ('historical_search_summary', 'historical_search_extended',
+                      'exchange_tracking_log');
 CREATE OR REPLACE MACRO lookback_start(as_of, window_days, baseline_days) AS
     as_of::TIMESTAMPTZ - to_days((window_days + baseline_days)::INTEGER);
 CREATE OR REPLACE MACRO detection_bounds(as_of, window_days, baseline_days) AS TABLE
@@ -95,13 +72,23 @@ CREATE OR REPLACE MACRO is_spam(status, spam_verdict, ndr_code) AS
     OR ndr_code IN ('5.7.750', '5.7.705', '5.7.711', '5.1.8', '5.7.708', '5.7.64');
 """
 
+# [detect] settings the derived views of queries/views/ read with getvariable()
+VIEW_THRESHOLDS = ("infer_min_counterparties",)
+
 # The lake's own views, by their full name: a session's temporary views of the same names
 # (pinned or cached rows) stand in for them, and "main.x" would find those first.
 BASE = "memory.main"
 
-# macros over the derived views, made once those exist: outbound volumes for any period,
-# whole hours from outbound_volumes, a partial first or last hour counted from the rows
+# macros over the derived views, made once those exist: whether a domain was the tenant's own
+# at a time (known_domains); outbound volumes for any period, whole hours from
+# outbound_volumes, a partial first or last hour counted from the rows
 VIEW_MACROS = r"""
+CREATE OR REPLACE MACRO is_provisioned(t, dom, ts) AS (
+    dom IS NULL OR dom = t || '.onmicrosoft.com' OR EXISTS (
+        SELECT 1 FROM known_domains AS k
+        WHERE k.tenant = t AND ts >= k.covered_since
+          AND (dom = k.domain_name
+               OR (k.match_subdomains AND ends_with(dom, '.' || k.domain_name)))));
 CREATE OR REPLACE MACRO outbound_hours(since, until) AS TABLE
     SELECT tenant, hour, connector, sender_address, recipients, messages, spam_recipients,
            bounce_recipients
@@ -197,7 +184,9 @@ def create_views(con: duckdb.DuckDBPyConnection, lake: Path, root: str,
     for table in schema.TABLES.values():
         if tables is None or table.name in tables:
             table_view(con, lake, root, table, table.name in placeholders)
-    con.execute(MACROS)
+    addresses.register(con)
+    con.execute(MACROS.replace("{infer_min_counterparties}",
+                               str(DetectSettings().infer_min_counterparties)))
     if tables is not None:
         return
     for path in sorted((queries_dir / "views").glob("*.sql")):
@@ -332,6 +321,7 @@ class Session:
         self.con = duckdb.connect(":memory:", config={"memory_limit": memory_limit,
                                                       "temp_directory": self._spill})
         self.con.execute("SET TimeZone = 'UTC'")
+        self.set_thresholds(DetectSettings())
         self._pinned: tuple[date, int] | None = None
         root = str(self.lake)
         # detect keeps its lookback in <lake>/.cache between runs (see pipeline.pincache),
@@ -352,6 +342,11 @@ class Session:
             self.con.execute("SET allowed_directories = [$root]", {"root": root + "/"})
             self.con.execute("SET enable_external_access = false")
             self.con.execute("SET lock_configuration = true")
+
+    def set_thresholds(self, detect: DetectSettings) -> None:
+        """The [detect] values the derived views read (queries take theirs as parameters)."""
+        for name in VIEW_THRESHOLDS:
+            self.con.execute(f"SET VARIABLE {name} = $v", {"v": getattr(detect, name)})
 
     def refresh(self, *names: str) -> None:
         """See files written since the session began (detect's results, for the report)."""

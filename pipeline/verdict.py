@@ -136,9 +136,17 @@ def judge(tenant: str, rows: dict[str, pl.DataFrame], findings: list[dict[str, A
     compromise = [f for f in findings if f["severity"] == "compromise"]
 
     # Step 1: every domain it sends from is registered
+    inferred = activity.get("inferred_domains") or []
     if not activity["has_accepted_domains"]:
-        step1 = (False, "No accepted-domains export in the lake: run Get-AcceptedDomain | "
-                        "ConvertTo-Json -Depth 5 and put it in the tenant's inbox folder.")
+        judged = (f"its own domains were inferred from its mail ({', '.join(inferred[:8])}"
+                  + (", ..." if len(inferred) > 8 else "") + ")" if inferred else
+                  "its own domains could not be inferred from its mail either")
+        step1 = (False, "No accepted-domains export in the lake, so registration cannot be "
+                        f"vouched for; {judged}"
+                 + (f": {relay.summary}" + ("; " + "; ".join(relay.why) if relay.why else "")
+                    if inferred and relay.recipients else "")
+                 + ". Run Get-AcceptedDomain | ConvertTo-Json -Depth 5 and put it in the "
+                   "tenant's inbox folder.")
     elif relay.relaying and relay.last_utc and relay.last_utc >= clean_since:
         step1 = (False, f"Unregistered domains still sending in the last {s.clean_hours} h: "
                         f"{relay.summary}; " + "; ".join(relay.why) + ".")
@@ -217,7 +225,9 @@ def judge(tenant: str, rows: dict[str, pl.DataFrame], findings: list[dict[str, A
                        f"{latest_block['ndr_code']} since {when(latest_block['first_seen_utc'])}, "
                        f"last {when(latest_block['last_seen_utc'])}")
     if relay.relaying:
-        reasons.append(f"unregistered-domain relaying: {relay.summary}; " + "; ".join(relay.why))
+        reasons.append(f"unregistered-domain relaying: {relay.summary}; " + "; ".join(relay.why)
+                       + ("; judged against the domains inferred from its mail (no "
+                          "accepted-domains export)" if inferred else ""))
     reasons += [_headline(f) for f in compromise if f["detection"] != "unprovisioned_domain"]
     if recommendation == "unblock" and latest_block and not failing:
         reasons.append(f"was blocked ({latest_block['ndr_code']}), clean since then: "

@@ -57,11 +57,14 @@ window_rows AS (
 ip_checks AS (  -- each (connector, client IP) checked against SenderIPAddresses once
     -- The list decides only for a connector that mail is matched to by IP: one identified
     -- by its certificate (TlsSenderCertificateName) takes a dual-stack server's mail over
-    -- IPv6 too, and Exchange Online lists IPv4 only, so an IPv6 address is never "outside".
+    -- IPv6 too. Addresses compare by ip_in_range (Python's ipaddress, IPv4 and IPv6 alike);
+    -- Exchange Online lists IPv4 only, so an IPv6 address is "outside" only a list that
+    -- holds IPv6 ranges.
     SELECT p.tenant, p.k, p.client_ip,
            s.name IS NOT NULL AND len(s.sender_ip_addresses) > 0
            AND s.tls_sender_certificate_name IS NULL
-           AND NOT contains(p.client_ip, ':')
+           AND (NOT contains(p.client_ip, ':')
+                OR list_bool_or(list_transform(s.sender_ip_addresses, lambda r: contains(r, ':'))))
            AND NOT coalesce(list_bool_or(list_transform(
                s.sender_ip_addresses, lambda r: ip_in_range(p.client_ip, r))), false) AS outside
     FROM (SELECT DISTINCT tenant, k, client_ip FROM window_rows) AS p

@@ -7,6 +7,8 @@
 -- give when the last unregistered-domain / spam-signalled outbound mail was seen.
 -- has_connector_list: an inbound-connector export was read, an empty one included (a
 -- tenant without inbound connectors exports nothing, `[]` or `[null]`: connector_list_empty).
+-- inferred_domains: without an accepted-domains export, the domains taken from the tenant's
+-- mail as its own (known_domains), which outbound rows were judged with.
 -- tenant = NULL means every tenant.
 WITH b AS (SELECT * FROM detection_bounds($as_of::TIMESTAMPTZ, $window_days::INTEGER, $baseline_days::INTEGER)),
 tenants AS (
@@ -47,6 +49,8 @@ outbound AS (
 SELECT
     t.tenant,
     EXISTS (SELECT 1 FROM accepted_domains AS a WHERE a.tenant = t.tenant) AS has_accepted_domains,
+    (SELECT list(k.domain_name ORDER BY k.domain_name) FROM known_domains AS k
+     WHERE k.tenant = t.tenant AND k.inferred) AS inferred_domains,
     EXISTS (SELECT 1 FROM inbound_connectors AS c WHERE c.tenant = t.tenant)
         OR EXISTS (SELECT 1 FROM ingest_log AS l WHERE l.tenant = t.tenant
                    AND l.source_format = 'inbound_connectors' AND l.status <> 'rejected')

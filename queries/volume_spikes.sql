@@ -7,7 +7,9 @@
 -- spike_min_day recipients are judged, and only when the tenant has three or more
 -- comparable buckets of history. A spike exceeds median + spike_mads x max(1.4826 MAD, 1)
 -- and spike_ratio x median. over_mailbox_limit marks a sender-day above the 10,000
--- recipients/day mailbox limit. tenant = NULL means every tenant.
+-- recipients/day mailbox limit. history_days: the days the sender or connector sent on before
+-- the window; window_domains: the distinct recipient domains it reached in the window.
+-- tenant = NULL means every tenant.
 WITH b AS (SELECT * FROM detection_bounds($as_of::TIMESTAMPTZ, $window_days::INTEGER, $baseline_days::INTEGER)),
 hours AS (  -- recipients, messages and spam per tenant, hour, connector and sender
     SELECT *
@@ -60,6 +62,26 @@ history AS (  -- every hour of the candidates' tenants, connectors and senders
       ON k.tenant = h.tenant AND k.scope = 'sender' AND k.key = h.sender_address
     GROUP BY ALL
 ),
+habits AS (  -- the days each candidate sent on before the window (a person's mailbox: most)
+    SELECT h.tenant, h.scope, h.key, count(DISTINCT date_trunc('day', h.hour)) AS history_days
+    FROM history AS h, b
+    WHERE h.hour < b.window_start AND h.recipients > 0
+    GROUP BY h.tenant, h.scope, h.key
+),
+spread AS (  -- the distinct recipient domains each candidate sender and connector reached
+    SELECT o.tenant, 'sender' AS scope, o.sender_address AS key,
+           count(DISTINCT o.recipient_domain) AS window_domains
+    FROM outbound_mail AS o, b
+    SEMI JOIN keys AS k ON k.tenant = o.tenant AND k.scope = 'sender' AND k.key = o.sender_address
+    WHERE in_period(o.date, o.received_utc, b.window_start, b.as_of)
+    GROUP BY ALL
+    UNION ALL
+    SELECT o.tenant, 'connector', o.connector, count(DISTINCT o.recipient_domain)
+    FROM outbound_mail AS o, b
+    SEMI JOIN keys AS k ON k.tenant = o.tenant AND k.scope = 'connector' AND k.key = o.connector
+    WHERE in_period(o.date, o.received_utc, b.window_start, b.as_of)
+    GROUP BY ALL
+),
 buckets AS (
     SELECT tenant, scope, key, 'hour' AS grain, hour AS bucket, recipients FROM history
     UNION ALL
@@ -106,11 +128,14 @@ SELECT
     round(k.baseline_median + $spike_mads::DOUBLE * greatest(1.4826 * k.baseline_mad, 1), 1)
         AS threshold,
     round(c.recipients / greatest(k.baseline_median, 1), 1) AS ratio,
-    c.scope = 'sender' AND c.grain = 'day' AND c.recipients > 10000 AS over_mailbox_limit
+    c.scope = 'sender' AND c.grain = 'day' AND c.recipients > 10000 AS over_mailbox_limit,
+    coalesce(hb.history_days, 0) AS history_days, coalesce(sp.window_domains, 0) AS window_domains
 FROM candidates AS c
 JOIN baseline AS k
   ON k.tenant = c.tenant AND k.scope = c.scope AND k.key = c.key AND k.grain = c.grain
  AND k.bucket = c.bucket
+LEFT JOIN habits AS hb ON hb.tenant = c.tenant AND hb.scope = c.scope AND hb.key = c.key
+LEFT JOIN spread AS sp ON sp.tenant = c.tenant AND sp.scope = c.scope AND sp.key = c.key
 WHERE k.baseline_n >= 3
   AND c.recipients > k.baseline_median + $spike_mads::DOUBLE * greatest(1.4826 * k.baseline_mad, 1)
   AND c.recipients >= $spike_ratio::DOUBLE * k.baseline_median

@@ -400,3 +400,116 @@ def test_direction_follows_accepted_domains_that_arrive_after_the_trace(tmp_path
     t = report.build(settings.lake, AS_OF.date(), DetectSettings(), "late").tenants[0]
     assert t.recommendation == "block", t.reasons
     assert any("400 recipients" in r and "unregistered" in r for r in t.reasons), t.reasons
+
+
+def _unlisted(build: LakeBuilder, rng: random.Random, tenant: str) -> list[str]:
+    """A tenant whose accepted-domain export is missing, its trace without Organization or
+    directionality (every row's direction unknown at ingest): one to three own domains,
+    each writing to and hearing from the world; a partner and gmail.com writing to every
+    own domain and hearing back; 35 days. Returns the own domains."""
+    build.__enter__()
+    own = [f"{tenant}{k}.example" for k in range(rng.randint(1, 3))]
+    start = AS_OF - timedelta(days=35)
+    world = [f"w{k}.example" for k in range(rng.randint(12, 80))]
+    for d in range(35):
+        for _ in range(rng.randint(10, 30)):
+            when = start + timedelta(days=d, hours=rng.randint(7, 18),
+                                     minutes=rng.randint(0, 59))
+            dom = rng.choice(own)
+            other = rng.choice([*world, "gmail.com", "partner.example"])
+            me, them = f"p{rng.randint(1, 30)}@{dom}", f"x{rng.randint(1, 99)}@{other}"
+            if rng.random() < 0.5:  # outbound, or inbound: traces hold both directions
+                build.send(tenant, when, me, [them], direction="unknown")
+            else:
+                build.send(tenant, when, them, [me], direction="unknown")
+    return own
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_without_accepted_domains_relaying_is_still_judged(build: LakeBuilder,
+                                                           seed: int) -> None:
+    """Case 4: no accepted-domains export, so the tenant's own domains are inferred from
+    its mail; spam relayed from unregistered domains is then still relaying, and the
+    evidence says the domains were inferred."""
+    rng = random.Random(seed)
+    own = _unlisted(build, rng, "bare")
+    relayed = 0
+    for hour in range(rng.randint(6, 30)):
+        n = rng.randint(40, 200)
+        relayed += n
+        build.send("bare", AS_OF - timedelta(hours=hour + 1), f"promo@deal{hour % 3}.top",
+                   [f"v{k}@t{rng.randrange(500)}.example" for k in range(n)],
+                   direction="unknown", connector="Relay 7")
+    v, _ = judged(build, "bare")
+    assert v["recommendation"] == "block", v["reasons"]
+    relay = next(r for r in v["reasons"] if r.startswith("unregistered-domain relaying"))
+    assert f"{relayed:,} recipients" in relay and "inferred" in relay, relay
+    activity = detect.evaluate(build.root, detect.Run(AS_OF, None, DetectSettings())
+                               ).rows["tenant_activity"].row(0, named=True)
+    assert sorted(activity["inferred_domains"]) == sorted(own)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_without_accepted_domains_a_clean_tenant_is_not_relaying(build: LakeBuilder,
+                                                                 seed: int) -> None:
+    """The other side of case 4: the same shape without an attack, forwarding included,
+    is unblock; its correspondents (gmail.com, a partner writing to every own domain) are
+    not taken for its own domains, nor are its own domains judged unregistered."""
+    rng = random.Random(seed)
+    _unlisted(build, rng, "bare")
+    for i in range(rng.randint(0, 25)):  # forwarding: outside sender, outside recipient
+        build.send("bare", AS_OF - timedelta(hours=rng.randint(1, 800)),
+                   f"n@s{rng.randrange(300)}.example", [f"st{i}@home{i % 5}.example"],
+                   direction="unknown")
+    v, _ = judged(build, "bare")
+    assert v["recommendation"] == "unblock", v["reasons"]
+    activity = detect.evaluate(build.root, detect.Run(AS_OF, None, DetectSettings())
+                               ).rows["tenant_activity"].row(0, named=True)
+    assert not {"gmail.com", "partner.example"} & set(activity["inferred_domains"])
+    assert activity["window_unprovisioned"] <= 25
+
+
+def _hours_of_mail(build: LakeBuilder, rng: random.Random, sender: str, hours: int,
+                   domains: int) -> None:
+    """`hours` consecutive hours of 150-400 recipients an hour from `sender`, ending an hour
+    before as-of, spread over `domains` recipient domains."""
+    for h in range(hours):
+        n = rng.randint(150, 400)
+        build.send("corp", AS_OF - timedelta(hours=hours - h) + timedelta(minutes=rng.randint(0, 50)),
+                   sender, [f"v{h}-{k}@d{rng.randrange(domains)}.example" for k in range(n)])
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_an_established_mailbox_flooding_for_hours_within_a_day_is_blocked(
+        build: LakeBuilder, seed: int) -> None:
+    """Case 6, within a day: a person's mailbox (it sent on most baseline days) at hundreds
+    of recipients an hour for four hours or more, to domains across the internet."""
+    rng = random.Random(seed)
+    _office(build, rng, "corp")
+    _hours_of_mail(build, rng, f"p{rng.randint(0, 7)}@corp.example", rng.randint(4, 12),
+                   rng.randint(40, 3000))
+    v, _ = judged(build, "corp")
+    assert v["recommendation"] == "block", v["reasons"]
+    assert any("a flood, not a campaign" in r for r in v["reasons"]), v["reasons"]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("shape", ["merge", "one_partner", "new_address"])
+def test_bulk_mail_that_is_not_a_flood_is_not_blocked(build: LakeBuilder, seed: int,
+                                                      shape: str) -> None:
+    """The other sides of that rule: a person's mail merge (out within two hours), a person's
+    system mail to one partner for many hours (few domains), and a new campaign address
+    sending for hours (no habit to break) are not a compromise on volume alone."""
+    rng = random.Random(seed)
+    _office(build, rng, "corp")
+    person = f"p{rng.randint(0, 7)}@corp.example"
+    if shape == "merge":
+        _hours_of_mail(build, rng, person, rng.randint(1, 3), rng.randint(100, 3000))
+    elif shape == "one_partner":
+        _hours_of_mail(build, rng, person, rng.randint(4, 12), rng.randint(1, 12))
+    else:
+        _hours_of_mail(build, rng, "campaign@corp.example", rng.randint(4, 8),
+                       rng.randint(100, 3000))
+    v, commands = judged(build, "corp")
+    assert v["recommendation"] == "unblock", v["reasons"]
+    assert not commands

@@ -55,7 +55,7 @@ def test_unprovisioned_senders(build: LakeBuilder) -> None:
     build.send("t", at(20, 10), "o@old.biz")                        # baseline, before window
     build.send("t", at(26, 15), "o@old.biz")
     build.send("t", at(26, 16), "q@notsub.org")                     # not a subdomain of sub.org
-    build.send("t", at(26, 17), "z@spam.biz", 1, direction="inbound")
+    build.send("t", at(26, 17), "z@spam.biz", ["me@t.com"], direction="inbound")
     build.send("t", at(28, 1), "s@spam.biz", 5)                     # after as_of
     build.send("u", at(26, 10), "s@spam.biz", 4)                    # no accepted domains: unknown
     got = run(build, "unprovisioned_senders")
@@ -229,7 +229,8 @@ def test_tenant_activity(build: LakeBuilder) -> None:
     build.send("a", at(12, 9), "x@evil.biz", 1)                  # baseline, unregistered
     build.send("a", at(26, 9), "x@a.com", 3)
     build.send("a", at(26, 9, 30), "x@evil.biz", 2, status="filtered_as_spam")
-    build.send("a", at(27, 9), "in@ext.example", 4, direction="inbound")
+    build.send("a", at(27, 9), "in@ext.example", [f"u{i}@a.com" for i in range(4)],
+               direction="inbound")
     build.domains("cfg", "cfg.com")                               # config only, no traffic
     rows = {r["tenant"]: r for r in run(build, "tenant_activity").iter_rows(named=True)}
     assert set(rows) == {"a", "cfg"}
@@ -255,3 +256,28 @@ def test_a_tenant_known_only_from_its_messages_is_judged(build: LakeBuilder) -> 
     (row,) = run(build, "tenant_activity").iter_rows(named=True)
     assert (row["tenant"], row["window_outbound"], row["has_accepted_domains"]) == ("lone", 2,
                                                                                     False)
+
+
+@pytest.mark.parametrize("k", [2, 3, 7])
+def test_known_domains_infers_on_both_sides_of_infer_min_counterparties(build: LakeBuilder,
+                                                                        k: int) -> None:
+    """A domain trading mail both ways with k outside domains (gmail.com one of them) is
+    taken as the tenant's own at infer_min_counterparties = k, not at k + 1; one that only
+    sends (an attacker's) or only trades with own domains (gmail.com, a correspondent) never
+    is; a tenant with accepted domains is judged by them alone."""
+    for i in range(k - 1):
+        build.send("n", at(20, 9), "me@own.example", [f"x@w{i}.example"], direction="unknown")
+        build.send("n", at(20, 10), f"x@v{i}.example", ["me@own.example"], direction="unknown")
+    build.send("n", at(20, 11), "fan@gmail.com", ["me@own.example"], direction="unknown")
+    build.send("n", at(20, 12), "me@own.example", ["fan@gmail.com"], direction="unknown")
+    build.send("n", at(20, 13), "promo@deal.top", [f"v{i}@t{i}.example" for i in range(50)],
+               direction="unknown")
+    build.send("a", at(20, 9), "me@listed.example", [f"x@w{i}.example" for i in range(9)])
+    build.domains("a", "listed.example")
+    for threshold, own in ((k, {"own.example"}), (k + 1, set())):
+        with sql.Session(build.root) as session:
+            session.set_thresholds(DetectSettings(infer_min_counterparties=threshold))
+            got = session.frame("FROM known_domains ORDER BY tenant, domain_name")
+        assert set(got.filter(pl.col("tenant") == "n")["domain_name"]) == own, threshold
+        assert got.filter(pl.col("tenant") == "a").select("domain_name", "inferred").rows() \
+            == [("listed.example", False)]

@@ -63,6 +63,7 @@ class Tenant:
     ms_block: datetime | None = None  # when Microsoft's simulated block would fall
     fmt: str = ""
     no_accepted_domains: bool = False  # the tenant's accepted-domain export is missing
+    inbound: float = 1.0  # received mail per sent mail (traces hold both directions)
 
 
 class Sim:
@@ -82,7 +83,7 @@ class Sim:
                            "recipient_address": r, "status": "delivered",
                            "network_message_id": nid, "message_id": f"<{nid}@sim>",
                            "subject": "s", "size_bytes": self.rng.randint(2_000, 90_000),
-                           "direction": "outbound", **extra})
+                           **{"direction": "outbound", **extra}})
 
     def external(self, spread: int) -> str:
         return f"p{self.rng.randrange(10**6)}@ext{self.rng.randrange(spread)}.example"
@@ -102,10 +103,15 @@ class Sim:
                          "client_ip": self.rng.choice(ips)} if connector else {}
                 self.send(t, when, sender, [self.external(400)
                                             for _ in range(self.rng.randint(1, 3))], **extra)
+            for _ in range(round(per_day * t.inbound * self.rng.uniform(0.6, 1.3)) // 2):
+                when = day + timedelta(hours=self.rng.randint(0, 23),
+                                       minutes=self.rng.randint(0, 59))
+                self.send(t, when, self.external(400), [f"u{self.rng.randint(1, 60)}@{own}"],
+                          direction="inbound")
 
     def forwarding(self, t: Tenant, days: int, share: float, tail: int,
                    connector: str | None = None) -> None:
-        own_rows = len(t.rows)
+        own_rows = sum(r["direction"] == "outbound" for r in t.rows)
         n = round(own_rows * share / max(1e-9, 1 - share))
         for i in range(n):
             when = END - timedelta(days=self.rng.uniform(0.02, days))
@@ -128,6 +134,7 @@ class Sim:
     def shape(self, t: Tenant) -> None:
         rng = self.rng
         days = rng.randint(3, 6) if t.kind == "quiet" else 28
+        t.inbound = rng.uniform(0.3, 2.0)
         per_day = rng.randint(15, 150)
         hybrid = t.kind.startswith("hybrid") or t.kind in ("abused_connector", "open_relay")
         name = f"Inbound from {rng.randrange(16**6):06x}" if hybrid else None
