@@ -207,27 +207,45 @@ class Sim:
             hour += 1
 
 
-def write(t: Tenant, inbox: Path, rng: random.Random) -> None:
+def write(t: Tenant, inbox: Path, rng: random.Random, parts: int = 1,
+          config: bool = True, trace: bool = True) -> None:
+    """The tenant's exports in its inbox folder: configuration (unless not `config`) and
+    its traffic (unless not `trace`) in `parts` files cut at message boundaries."""
     folder = inbox / t.slug
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     org = f"{t.slug}.onmicrosoft.com"
-    if not t.no_accepted_domains:
+    if config and not t.no_accepted_domains:
         exports.accepted_domains_json(folder / "accepted_domains.json", [
             {"domain_name": d, "match_subdomains": t.subdomains,
              "when_created_utc": END - timedelta(days=800)} for d in [*t.domains, org]])
-    if t.connectors == []:
+    if config and t.connectors == []:
         (folder / "inbound_connectors.json").write_text(rng.choice(["", "[]", "[null]"]))
-    elif t.connectors:
+    elif config and t.connectors:
         exports.inbound_connectors_json(folder / "inbound_connectors.json", [
             {**c, "when_changed_utc": c["when_created_utc"]} for c in t.connectors])
-    path = folder / f"traffic_{t.fmt}.{'json' if 'json' in t.fmt else 'csv'}"
+    if not trace:
+        return
+    cuts = sorted(rng.sample(range(1, max(2, len(t.rows))), min(parts, len(t.rows)) - 1))
+    lo = 0
+    for k, cut in enumerate([*cuts, len(t.rows)]):
+        hi = max(cut, lo)
+        while 0 < hi < len(t.rows) and (t.rows[hi]["network_message_id"]
+                                        == t.rows[hi - 1]["network_message_id"]):
+            hi += 1  # a message's recipients stay in one file
+        if hi > lo:
+            _traffic(t, folder / f"traffic{k or ''}_{t.fmt}."
+                     f"{'json' if 'json' in t.fmt else 'csv'}", t.rows[lo:hi], org)
+        lo = hi
+
+
+def _traffic(t: Tenant, path: Path, rows: list[dict], org: str) -> None:
     if t.fmt == "summary_utf16":
-        exports.historical_summary(path, t.rows)
+        exports.historical_summary(path, rows)
     elif t.fmt.startswith("trace_ps"):
-        exports.message_trace_csv(path, t.rows, org, t.fmt[-4:], "us" if t.fmt.endswith("51")
+        exports.message_trace_csv(path, rows, org, t.fmt[-4:], "us" if t.fmt.endswith("51")
                                   else "iso")
     else:
-        exports.message_trace_json(path, t.rows, org, "ndjson" if t.fmt == "trace_ndjson"
+        exports.message_trace_json(path, rows, org, "ndjson" if t.fmt == "trace_ndjson"
                                    else "ps51")
 
 
