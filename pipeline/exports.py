@@ -11,7 +11,7 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +160,36 @@ def summary_lines(rows: Sequence[Row]) -> list[list[Any]]:
                       "Incoming" if r.get("direction") == "inbound" else "Originating",
                       r.get("connector"), "Normal"])
     return lines
+
+
+def historical_extended(path: Path, rows: Sequence[Row], encoding: str = "utf-16-le") -> None:
+    """The EAC extended report: a RECEIVE event and an outcome event (DELIVER, SEND, FAIL)
+    per recipient, the tracking log's 27 fields with underscores, UTF-16LE."""
+    from pipeline.formats.tracking import MSGTRK_2013
+
+    fields = [f.replace("-", "_") for f in MSGTRK_2013[:27]]
+    fields[0] = "date_time_utc"
+    lines = []
+    for r in rows:
+        base = {"client_ip": r.get("client_ip"), "connector_id": r.get("connector"),
+                "message_id": r.get("message_id"), "total_bytes": r.get("size_bytes"),
+                "network_message_id": r["network_message_id"], "recipient_count": 1,
+                "recipient_address": r["recipient_address"], "message_subject": r.get("subject"),
+                "sender_address": r["sender_address"], "return_path": r["sender_address"],
+                "directionality": "Incoming" if r.get("direction") == "inbound" else "Originating",
+                "original_client_ip": r.get("client_ip")}
+        status = r.get("status", "delivered")
+        outcome = ("FAIL" if status == "failed" else
+                   "DELIVER" if r.get("direction") == "inbound" else "SEND")
+        lines.append({**base, "date_time_utc": fmt_time(r["received_utc"], "iso7"),
+                      "source": "SMTP", "event_id": "RECEIVE"})
+        lines.append({**base, "date_time_utc": fmt_time(r["received_utc"] + timedelta(seconds=2),
+                                                        "iso7"),
+                      "source": "SMTP" if outcome != "DELIVER" else "STOREDRIVER",
+                      "event_id": outcome, "recipient_status": r.get("ndr") or "",
+                      "custom_data": "S:SFV=SPM" if status in ("filtered_as_spam",
+                                                               "quarantined") else ""})
+    _write_text(path, _csv(fields, ([e.get(f) for f in fields] for e in lines)), encoding)
 
 
 def tracking_log(path: Path, events: Sequence[Row], version: str = "15.01.2375.007") -> None:

@@ -299,3 +299,31 @@ def test_the_row_that_decides_the_day_month_order_may_be_the_last(
     times = pl.concat([p.rows for p in parts])["received_utc"]
     assert times.len() == 3001 and times.dt.month().unique().to_list() == [11]
     assert times.max() == datetime(2026, 11, 25, 10, 0, tzinfo=timezone.utc)
+
+
+def test_the_extended_report_writer_reads_back_row_for_row(tmp_path: Path) -> None:
+    """exports.historical_extended (the report card's sixth format) gives back each
+    recipient with its direction, connector, client IP and spam outcome."""
+    from pipeline import exports
+
+    when = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)
+    rows = [{"received_utc": when, "sender_address": "a@own.example", "recipient_address":
+             f"r{i}@ext{i}.example", "status": ["delivered", "filtered_as_spam"][i % 2],
+             "network_message_id": "00000000-0000-4000-8000-000000000001",
+             "message_id": "<m1@sim>", "subject": "s", "size_bytes": 1000,
+             "direction": "outbound", "connector": "Inbound from x", "client_ip": "203.0.113.5"}
+            for i in range(3)] + [
+            {"received_utc": when, "sender_address": "p@ext.example",
+             "recipient_address": "u@own.example", "status": "delivered",
+             "network_message_id": "00000000-0000-4000-8000-000000000002",
+             "message_id": "<m2@sim>", "direction": "inbound"}]
+    exports.historical_extended(tmp_path / "ext.csv", rows)
+    p = parse(tmp_path / "ext.csv")
+    assert p.format == "historical_search_extended" and p.rejects.height == 0
+    got = p.rows.sort("recipient_address").select(
+        "recipient_address", "direction", "status", "connector", "client_ip", "received_utc")
+    assert got.rows() == [
+        ("r0@ext0.example", "outbound", "delivered", "Inbound from x", "203.0.113.5", when),
+        ("r1@ext1.example", "outbound", "filtered_as_spam", "Inbound from x", "203.0.113.5", when),
+        ("r2@ext2.example", "outbound", "delivered", "Inbound from x", "203.0.113.5", when),
+        ("u@own.example", "inbound", "delivered", None, None, when)]

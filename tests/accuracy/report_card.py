@@ -44,7 +44,9 @@ NIGHTS = [END - timedelta(days=d) for d in (3, 2, 1, 0)]
 LEGIT = ["office", "hybrid_cert_v4", "hybrid_cert_v6", "hybrid_ip", "forwarding",
          "newsletter", "subdomains", "no_accepted_domains", "empty_connector_export", "quiet"]
 ATTACKS = ["attacker_connector", "abused_connector", "open_relay", "compromised_mailbox"]
-FORMATS = ["trace_ps51", "trace_ps7", "trace_ndjson", "trace_json_ps51", "summary_utf16"]
+FORMATS = ["trace_ps51", "trace_ps7", "trace_ndjson", "trace_json_ps51", "summary_utf16",
+           "extended_utf16"]
+WITH_CONNECTOR = ["summary_utf16", "extended_utf16"]  # the reports that name the connector
 INTENSITY = [(0, 10), (10, 50), (50, 200), (200, 10**9)]  # recipients an hour
 
 
@@ -166,8 +168,8 @@ class Sim:
             self.attack(t, name, ips)
             t.no_accepted_domains = rng.random() < 0.2  # exports are often incomplete
         t.no_accepted_domains |= t.kind == "no_accepted_domains"
-        t.fmt = "summary_utf16" if name or t.kind == "attacker_connector" else rng.choice(
-            FORMATS)
+        t.fmt = rng.choice(WITH_CONNECTOR if name or t.kind == "attacker_connector"
+                           else FORMATS)
         t.rows.sort(key=lambda r: r["received_utc"])
 
     def attack(self, t: Tenant, name: str | None, ips: tuple[str, ...]) -> None:
@@ -241,6 +243,8 @@ def write(t: Tenant, inbox: Path, rng: random.Random, parts: int = 1,
 def _traffic(t: Tenant, path: Path, rows: list[dict], org: str) -> None:
     if t.fmt == "summary_utf16":
         exports.historical_summary(path, rows)
+    elif t.fmt == "extended_utf16":
+        exports.historical_extended(path, rows)
     elif t.fmt.startswith("trace_ps"):
         exports.message_trace_csv(path, rows, org, t.fmt[-4:], "us" if t.fmt.endswith("51")
                                   else "iso")
