@@ -24,7 +24,8 @@ from pipeline.settings import DetectSettings, Settings
 from pipeline.sql import PINNED_COLUMNS, Session
 
 DETECTIONS = ("tenant_activity", "unprovisioned_senders", "volume_spikes",
-              "suspicious_connectors", "block_ndrs", "restricted_senders")
+              "suspicious_connectors", "block_ndrs", "restricted_senders",
+              "onprem_relay_settings")
 
 
 def parse_as_of(text: str | None, now: datetime | None = None) -> datetime:
@@ -280,7 +281,20 @@ def _restricted(rows: pl.DataFrame, relays: Relays, run: Run) -> Findings:
     return out
 
 
+def _onprem(rows: pl.DataFrame, relays: Relays, run: Run) -> Findings:
+    """An open-relay setting on premises: a compromise sign while the tenant relays, a
+    warning otherwise (nothing has used it yet, but step 3 cannot pass with it)."""
+    out = []
+    for r in rows.iter_rows(named=True):
+        relaying = relays.get(r["tenant"]) is not None and relays[r["tenant"]].relaying
+        out.append(_finding(r["tenant"], "onprem_relay_setting",
+                            "compromise" if relaying else "warning",
+                            f"{r['kind']}:{r['object']}", r["snapshot_utc"], r["snapshot_utc"],
+                            None, None, 30 if relaying else 10, [r["setting"]], r))
+    return out
+
+
 _BUILDERS = {"unprovisioned_senders": _unprovisioned, "volume_spikes": _spikes,
              "suspicious_connectors": _connectors, "block_ndrs": _ndrs,
-             "restricted_senders": _restricted}
+             "restricted_senders": _restricted, "onprem_relay_settings": _onprem}
 

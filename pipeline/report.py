@@ -77,6 +77,7 @@ class TenantReport:
     ndrs: tuple[dict[str, Any], ...]
     next_steps: tuple[Command, ...]
     support_text: str
+    onprem: tuple[dict[str, Any], ...] = ()  # open-relay settings on premises
 
     @property
     def anchor(self) -> str:
@@ -268,7 +269,7 @@ def _tenant(v: dict[str, Any], findings: pl.DataFrame, hourly: pl.DataFrame,
         v["data_state"], v["last_event_utc"], tuple(v["reasons"]), steps,
         chart(hourly, baseline, spike_hours, since, until), tuple(domains), tuple(connectors),
         tuple(spikes), tuple(ndrs.iter_rows(named=True)), (), v["step4_evidence"]
-        if ready else "")
+        if ready else "", tuple(_evidence(findings, "onprem_relay_setting")))
     return replace(report, next_steps=next_steps(report, since, until, settings))
 
 
@@ -282,6 +283,7 @@ def next_steps(t: TenantReport, since: datetime, until: datetime,
                            "to vouch for the tenant), then rerun relaywatch",
                            f"Get-MessageTraceV2 -StartDate {start} -EndDate {end} -ResultSize "
                            "5000 | Export-Csv messagetrace.csv -NoTypeInformation"))
+    out += onprem_steps(t.onprem)  # each justified by a setting the export shows
     if t.recommendation != "block" and not t.blocked_now:
         return tuple(out)
     out.append(Command("Connect to Exchange Online PowerShell", "Connect-ExchangeOnline"))
@@ -342,6 +344,43 @@ def next_steps(t: TenantReport, since: datetime, until: datetime,
                        "support case to lift the block, quoting the evidence relaywatch "
                        "prints under step 4", "Get-AcceptedDomain; Get-InboundConnector"))
     return tuple(out)
+
+
+_ONPREM_FIX = {
+    "relay_domain_wildcard": (
+        "On premises, remove the relay domain {o}: it makes the server relay for every "
+        "domain under it",
+        "Get-AcceptedDomain | Where-Object {{ $_.DomainName.ToString() -eq {q} }} | "
+        "Remove-AcceptedDomain"),
+    "anonymous_accept_any_recipient": (
+        "On premises, take the relay right from anonymous senders on {o}",
+        "Remove-ADPermission -Identity {q} -User 'NT AUTHORITY\\ANONYMOUS LOGON' "
+        "-ExtendedRights 'ms-Exch-SMTP-Accept-Any-Recipient'"),
+    "anonymous_wide_ranges": (
+        "On premises, close {o} to anonymous senders from anywhere (then allow only the "
+        "application servers that need it, one by one, with -RemoteIPRanges)",
+        "Set-ReceiveConnector -Identity {q} -PermissionGroups ExchangeServers"),
+    "send_connector_to_eop_for_all": (
+        "On premises, review {o}: once the relays above are closed, route through Exchange "
+        "Online only what must go there",
+        "Get-SendConnector -Identity {q} | Format-List Name,AddressSpaces,"
+        "SourceTransportServers,SmartHosts"),
+}
+
+
+def onprem_steps(settings_found: tuple[dict[str, Any], ...]) -> list[Command]:
+    """The Exchange Management Shell command that undoes each open-relay setting found."""
+    out = []
+    for f in settings_found:
+        text, command = _ONPREM_FIX[f["kind"]]
+        quoted = ps_quote(f["object"])
+        if quoted is None:
+            out.append(Command(text.format(o=repr(f["object"])) + ": its name holds control "
+                               "or invisible characters, so pick it from Get-ReceiveConnector "
+                               "by hand", "Get-ReceiveConnector | Format-List Identity,Guid"))
+            continue
+        out.append(Command(text.format(o=repr(f["object"])), command.format(q=quoted)))
+    return out
 
 
 def verdicts_json(report: Report) -> list[dict[str, Any]]:

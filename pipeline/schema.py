@@ -183,6 +183,66 @@ OUTBOUND_CONNECTORS = Table(
     ),
 )
 
+RECEIVE_CONNECTORS = Table(
+    "receive_connectors",
+    "receive_connectors/tenant=<slug>/<sha>.parquet",
+    "On-premises Get-ReceiveConnector snapshots, one row per connector per snapshot.",
+    (
+        *_SNAPSHOT,
+        _c("name", pl.String, "Connector name (attacker-controlled text)."),
+        _c("server", pl.String, "Exchange server it runs on."),
+        _c("identity", pl.String, "Identity, `SERVER\\Name`."),
+        _c("enabled", pl.Boolean, "Enabled."),
+        _c("transport_role", pl.String, "FrontendTransport or HubTransport."),
+        _c("bindings", STR_LIST, "Bindings (`0.0.0.0:25`, `[::]:25`)."),
+        _c("remote_ip_ranges", STR_LIST, "RemoteIPRanges it accepts connections from."),
+        _c("permission_groups", STR_LIST, "PermissionGroups, e.g. AnonymousUsers."),
+        _c("auth_mechanism", STR_LIST,
+           "AuthMechanism, e.g. Tls, Integrated, ExternalAuthoritative."),
+        _c("fqdn", pl.String, "Fqdn."),
+        _c("when_created_utc", UTC_TS, "WhenCreatedUTC."),
+        _c("when_changed_utc", UTC_TS, "WhenChangedUTC."),
+        *_SOURCE,
+    ),
+)
+
+SEND_CONNECTORS = Table(
+    "send_connectors",
+    "send_connectors/tenant=<slug>/<sha>.parquet",
+    "On-premises Get-SendConnector snapshots, one row per connector per snapshot.",
+    (
+        *_SNAPSHOT,
+        _c("name", pl.String, "Connector name (attacker-controlled text)."),
+        _c("identity", pl.String, "Identity."),
+        _c("enabled", pl.Boolean, "Enabled."),
+        _c("address_spaces", STR_LIST, "AddressSpaces without `SMTP:` and cost, e.g. `*`."),
+        _c("smart_hosts", STR_LIST, "SmartHosts."),
+        _c("source_transport_servers", STR_LIST, "SourceTransportServers."),
+        _c("require_tls", pl.Boolean, "RequireTLS."),
+        _c("tls_certificate_name", pl.String, "TlsCertificateName."),
+        _c("cloud_services_mail_enabled", pl.Boolean, "CloudServicesMailEnabled."),
+        _c("when_created_utc", UTC_TS, "WhenCreatedUTC."),
+        _c("when_changed_utc", UTC_TS, "WhenChangedUTC."),
+        *_SOURCE,
+    ),
+)
+
+AD_PERMISSIONS = Table(
+    "ad_permissions",
+    "ad_permissions/tenant=<slug>/<sha>.parquet",
+    "Get-ADPermission on receive connectors: one row per permission entry per snapshot.",
+    (
+        *_SNAPSHOT,
+        _c("identity", pl.String, "The object, e.g. the receive connector `SERVER\\Name`."),
+        _c("user", pl.String, "Who holds it, e.g. `NT AUTHORITY\\ANONYMOUS LOGON`."),
+        _c("extended_rights", STR_LIST, "ExtendedRights, e.g. ms-Exch-SMTP-Accept-Any-Recipient."),
+        _c("access_rights", STR_LIST, "AccessRights, e.g. ExtendedRight."),
+        _c("deny", pl.Boolean, "A deny entry."),
+        _c("is_inherited", pl.Boolean, "Inherited from a parent object."),
+        *_SOURCE,
+    ),
+)
+
 AUDIT_EVENTS = Table(
     "audit_events",
     "audit_events/tenant=<slug>/<sha>.parquet",
@@ -356,8 +416,8 @@ VERDICTS = Table(
 TABLES: dict[str, Table] = {
     t.name: t
     for t in (MESSAGES, ACCEPTED_DOMAINS, INBOUND_CONNECTORS, OUTBOUND_CONNECTORS,
-              AUDIT_EVENTS, REJECTS, INGEST_LOG, FINDINGS, VERDICTS, BASELINES, CHART_HOURS,
-              NDR_DAYS)
+              RECEIVE_CONNECTORS, SEND_CONNECTORS, AD_PERMISSIONS, AUDIT_EVENTS, REJECTS,
+              INGEST_LOG, FINDINGS, VERDICTS, BASELINES, CHART_HOURS, NDR_DAYS)
 }
 
 

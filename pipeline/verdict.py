@@ -186,8 +186,12 @@ def judge(tenant: str, rows: dict[str, pl.DataFrame], findings: list[dict[str, A
                            if f["detection"] != "unprovisioned_domain"),
                          *(c["last_traffic_utc"] for c in unusual)) if t is not None]
     last_sign = max(signs) if signs else None
+    open_relay = [f for f in findings if f["detection"] == "onprem_relay_setting"]
     if state != "fresh":
         step3 = (False, stale[0].upper() + stale[1:] + ".")
+    elif open_relay:
+        step3 = (False, "The latest on-premises configuration still relays: "
+                        + "; ".join(f["reasons"][0] for f in open_relay) + ".")
     elif last_sign and last_sign >= clean_since:
         step3 = (False, f"Still relaying: last sign {when(last_sign)}, "
                         f"{_hours(as_of - last_sign)} before as-of; needs {s.clean_hours} h clean.")

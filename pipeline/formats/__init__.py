@@ -21,7 +21,7 @@ from typing import TypeVar
 import polars as pl
 
 from pipeline.errors import InputFormatError
-from pipeline.formats import audit, config, messagetrace, tracking
+from pipeline.formats import audit, clixml, config, messagetrace, onprem, tracking
 from pipeline.formats.common import Context, Parsed, TabularFormat, reject_rows
 from pipeline.formats.source import (
     UTF8, Head, Pending, deciding_column, json_records, read_csv_batches, read_csv_frame,
@@ -33,18 +33,19 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 TABULAR: list[TabularFormat] = [
-    *config.FORMATS, *audit.FORMATS, *tracking.FORMATS, *messagetrace.FORMATS,
+    *onprem.FORMATS, *config.FORMATS, *audit.FORMATS, *tracking.FORMATS, *messagetrace.FORMATS,
 ]
 # Which table a file feeds decides ingest order: configuration first, so that message
 # directions can use the tenant's accepted domains from the same batch.
 TABLE_ORDER = ["accepted_domains", "inbound_connectors", "outbound_connectors",
-               "audit_events", "messages"]
+               "receive_connectors", "send_connectors", "ad_permissions", "audit_events",
+               "messages"]
 _MSGTRK_ROW = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z,"
 
 
 @dataclass(frozen=True)
 class Sniffed:
-    container: str  # csv | json | msgtrk
+    container: str  # csv | json | clixml | msgtrk
     format: str
     table: str
     head: Head
@@ -119,6 +120,14 @@ def sniff(path: Path, file: str, headerless_msgtrk: str = "none") -> Sniffed:
         if headerless_msgtrk == "none":
             tracking.msgtrk_fields(head, file, headerless_msgtrk)  # raises with the fix
         return Sniffed("msgtrk", "exchange_tracking_log", "messages", head)
+    if first.startswith("<"):
+        if "<Objs" not in head.text[:4096]:
+            raise InputFormatError(file, lead + 1, "XML that is not PowerShell CLIXML (no "
+                                   "<Objs> root)", "export with Export-Clixml, Export-Csv "
+                                   "or ConvertTo-Json")
+        keys = [header_key(k) for k in clixml.first_keys(path, file)]
+        fmt = _identify(set(keys), file, 1, keys)
+        return Sniffed("clixml", fmt.name, fmt.table, head)
     if first.startswith(("[", "{")):
         keys = _json_keys(head.text, file)
         fmt = _identify(set(keys), file, 1, keys)
@@ -204,7 +213,7 @@ def read_parts(path: Path, sniffed: Sniffed, ctx: Context) -> Generator[Parsed, 
     """Parsed parts of a file: the whole file at once, or, for a large CSV whose rows stand
     alone (one per message or recipient), STREAM_ROWS records at a time, so memory stays
     flat whatever the file's size. Line numbers and the day/month order carry across."""
-    if sniffed.container == "json" and not sniffed.empty:
+    if sniffed.container in ("json", "clixml") and not sniffed.empty:
         for parsed in _json_parts(path, sniffed, ctx, parts=True):
             yield without_oversized_fields(parsed)
         return
@@ -285,7 +294,7 @@ def _read(path: Path, sniffed: Sniffed, ctx: Context) -> Parsed:
         return fmt.parse(records_frame([]), ctx)
     if sniffed.container == "msgtrk":
         return tracking.read_msgtrk(path, sniffed.head, ctx)
-    if sniffed.container == "json":
+    if sniffed.container in ("json", "clixml"):
         parts = list(_json_parts(path, sniffed, ctx, parts=False))
         parsed = parts[0]
         parsed.rows = pl.concat([p.rows for p in parts], how="diagonal_relaxed")
@@ -300,8 +309,8 @@ JSON_PART_RECORDS = 100_000
 
 
 def _json_parts(path: Path, sniffed: Sniffed, ctx: Context, parts: bool) -> Iterator[Parsed]:
-    """A JSON file's records through its format's parser, JSON_PART_RECORDS at a time when
-    `parts` (message rows stand alone; a configuration snapshot is one part)."""
+    """A JSON or CLIXML file's records through its format's parser, JSON_PART_RECORDS at a
+    time when `parts` (message rows stand alone; a configuration snapshot is one part)."""
     fmt = _format(sniffed)
     size = JSON_PART_RECORDS if parts and fmt.table == "messages" else None
     records: list[tuple[int, dict]] = []
@@ -312,13 +321,16 @@ def _json_parts(path: Path, sniffed: Sniffed, ctx: Context, parts: bool) -> Iter
         if bad:
             parsed.rejects = pl.concat([
                 parsed.rejects, pl.DataFrame(bad, schema=parsed.rejects.schema, orient="row")])
-        if parsed.table == "messages" and not parsed.format.endswith("_json"):
-            parsed.format += "_json"
+        suffix = "_" + sniffed.container
+        if parsed.table == "messages" and not parsed.format.endswith(suffix):
+            parsed.format += suffix
         records.clear()
         bad.clear()
         return parsed
 
-    for line, record, problem in json_records(path, sniffed.head, ctx.file):
+    items = (clixml.records(path, ctx.file) if sniffed.container == "clixml"
+             else json_records(path, sniffed.head, ctx.file))
+    for line, record, problem in items:
         if record is not None:
             records.append((line, record))
         elif problem is not None:

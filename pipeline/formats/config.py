@@ -45,7 +45,8 @@ def _finish(out: pl.DataFrame, ctx: Context, fmt: str, table: str,
 def own_domain_patterns(domains: pl.DataFrame) -> set[str]:
     """Accepted domains as `normalize.direction` patterns: `d`, or `*.d` for d and subdomains."""
     pairs = domains.select("domain_name", "match_subdomains").drop_nulls("domain_name")
-    return {("*." if sub else "") + d for d, sub in pairs.iter_rows()}
+    # `*` or `*.com` (an on-premises relay domain) covers the internet: no own domain
+    return {("*." if sub else "") + d for d, sub in pairs.iter_rows() if "." in d}
 
 
 def parse_accepted(df: pl.DataFrame, ctx: Context) -> Parsed:
@@ -134,5 +135,6 @@ FORMATS = [
     TabularFormat("outbound_connectors", "outbound_connectors",
                   (any_of("name", "identity"),
                    any_of("recipientdomains", "smarthosts", "usemxrecord", "tlssettings")),
-                  parse_outbound),
+                  parse_outbound,
+                  forbidden=frozenset({"addressspaces", "sourcetransportservers"})),
 ]

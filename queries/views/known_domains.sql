@@ -51,6 +51,8 @@ SELECT tenant, domain_name, match_subdomains,
        min(coalesce(when_created_utc, '-infinity'::TIMESTAMPTZ)) AS covered_since,
        false AS inferred
 FROM accepted_domains
+WHERE contains(domain_name, '.')  -- `*` or `*.com` (on premises) covers the internet, not an
+                                  -- own domain: an open-relay finding (onprem_relay_settings)
 GROUP BY tenant, domain_name, match_subdomains
 UNION ALL
 SELECT tenant, dom, true, '-infinity'::TIMESTAMPTZ, true FROM round2
