@@ -1,5 +1,15 @@
-"""`python -m pipeline` runs the relaywatch command line."""
+"""`python -m pipeline` and the `relaywatch` command: the process is tuned for a relaywatch
+run (pipeline.tuning) before Polars is imported, then the command line runs."""
 
-from pipeline.cli import main
 
-main()
+def run() -> None:
+    from pipeline import tuning
+
+    tuning.apply()
+    from pipeline.cli import main
+
+    main()
+
+
+if __name__ == "__main__":
+    run()

@@ -22,7 +22,6 @@ from typing import Any, cast
 import polars as pl
 
 from pipeline import formats, schema
-from pipeline.cores import own_core
 from pipeline.errors import ConfigError, InputFormatError
 from pipeline.formats.common import Context, Parsed
 from pipeline.formats.config import own_domain_patterns
@@ -239,14 +238,6 @@ def file_sha256(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def _hash_beside_parsing(path: Path) -> tuple[str, int]:
-    """A big file's hash, on a core of its own: the parts' rows wait for it before they
-    are written, and sharing the cores with the parsing it ended later than the parsing
-    had room to buffer (5M-row ingest 3% faster, UTF-8 and UTF-16)."""
-    with own_core():
-        return file_sha256(path)
-
-
 def _own_domains(lake: Lake, tenants: set[str]) -> dict[str, set[str]]:
     """Every accepted domain the lake holds for these tenants, read in one scan (a file per
     snapshot: one read per tenant costs a second for 200 tenants with 30 snapshots)."""
@@ -336,7 +327,7 @@ class Ingestor:
             if cached:
                 res.sha256 = cached
             elif st.st_size >= formats.STREAM_BYTES:  # big: hashed while its parts parse
-                res.hashing = hasher.submit(_hash_beside_parsing, item.path)
+                res.hashing = hasher.submit(file_sha256, item.path)
             else:
                 try:
                     res.sha256 = file_sha256(item.path)[0]
