@@ -383,7 +383,7 @@ class Ingestor:
                     self._skip(res, duplicate=self._another_name(item, res))
                     return
                 own |= set(parsed.own_domains)
-                res.format = parsed.format
+                res.format = parsed.format.split(":")[0]  # a file of several tables: its own
                 rows = _with_source(parsed.rows, parsed, item)
                 rejects.append(_with_source(parsed.rejects, parsed, item))
                 res.rows += rows.height

@@ -6,7 +6,8 @@
 -- *_unprovisioned counts are outbound recipients from unregistered domains; last_*_utc
 -- give when the last unregistered-domain / spam-signalled outbound mail was seen.
 -- has_connector_list: an inbound-connector export was read, an empty one included (a
--- tenant without inbound connectors exports nothing, `[]` or `[null]`: connector_list_empty).
+-- tenant without inbound connectors exports nothing, `[]` or `[null]`: connector_list_empty;
+-- a ScubaGear ProviderSettingsExport.json holds the list too).
 -- inferred_domains: without an accepted-domains export, the domains taken from the tenant's
 -- mail as its own (known_domains), which outbound rows were judged with.
 -- tenant = NULL means every tenant.
@@ -53,11 +54,13 @@ SELECT
      WHERE k.tenant = t.tenant AND k.inferred) AS inferred_domains,
     EXISTS (SELECT 1 FROM inbound_connectors AS c WHERE c.tenant = t.tenant)
         OR EXISTS (SELECT 1 FROM ingest_log AS l WHERE l.tenant = t.tenant
-                   AND l.source_format = 'inbound_connectors' AND l.status <> 'rejected')
+                   AND l.source_format IN ('inbound_connectors', 'scubagear_provider_settings')
+                   AND l.status <> 'rejected')
         AS has_connector_list,
     NOT EXISTS (SELECT 1 FROM inbound_connectors AS c WHERE c.tenant = t.tenant)
         AND EXISTS (SELECT 1 FROM ingest_log AS l WHERE l.tenant = t.tenant
-                    AND l.source_format = 'inbound_connectors' AND l.status <> 'rejected')
+                    AND l.source_format IN ('inbound_connectors', 'scubagear_provider_settings')
+                    AND l.status <> 'rejected')
         AS connector_list_empty,
     e.first_event_utc, e.last_event_utc,
     coalesce(e.window_days_with_data, 0) AS window_days_with_data,

@@ -151,3 +151,42 @@ def test_missing_shared_fixtures_skip_outside_ci_and_fail_in_ci(
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="shared fixtures must sit in ../shared"):
         conftest.real("messagetrace_elastic.ndjson")
+
+
+def test_scubagear_provider_settings_feed_three_tables(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """ScubaGear's ProviderSettingsExport.json (CISA's published sample): one file, the
+    accepted domains, inbound and (as `[null]`: none) outbound connectors each into its
+    table, with the values the file holds; one manifest row for the file."""
+    import duckdb
+
+    from pipeline import detect
+    from pipeline.ingest import ingest
+    from pipeline.settings import Settings
+    from tests.conftest import AS_OF, real
+
+    s = Settings(lake=tmp_path / "lake")
+    ingest([real("scubagear_providersettings_exo_export.json")], s, tenant="tqhjy")
+    lake = s.lake
+    domains = duckdb.sql(
+        f"SELECT domain_name, domain_type, is_default, match_subdomains FROM read_parquet("
+        f"'{lake}/accepted_domains/*/*.parquet') ORDER BY domain_name").fetchall()
+    assert domains == [
+        ("example.com", "Authoritative", False, False),
+        ("sub.subdomain.example.com", "Authoritative", False, False),
+        ("subdomain.example.com", "Authoritative", False, False),
+        ("test365.tqhjy.dhs.gov", "Authoritative", False, False),
+        ("testtesttest.test365.tqhjy.dhs.gov", "Authoritative", False, False),
+        ("tqhjy.mail.onmicrosoft.com", "Authoritative", False, False),
+        ("tqhjy.onmicrosoft.com", "Authoritative", True, False)]
+    (inbound,) = duckdb.sql(
+        f"SELECT name, connector_type, enabled, sender_domains, sender_ip_addresses, "
+        f"require_tls, when_created_utc::DATE FROM read_parquet("
+        f"'{lake}/inbound_connectors/*/*.parquet')").fetchall()
+    assert inbound[:6] == ("inbound connector test 1", "Partner", True, ["test.domain.com"], [],
+                           True)
+    assert str(inbound[6]) == "2026-03-03"
+    log = duckdb.sql(f"SELECT source_format, status FROM read_parquet("
+                     f"'{lake}/ingest_log/*.parquet')").fetchall()
+    assert log == [("scubagear_provider_settings", "ingested")]
+    activity = detect.evaluate(lake, detect.Run(AS_OF, None, s.detect)).rows["tenant_activity"]
+    assert activity.row(0, named=True)["has_connector_list"]

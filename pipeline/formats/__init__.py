@@ -21,7 +21,7 @@ from typing import TypeVar
 import polars as pl
 
 from pipeline.errors import InputFormatError
-from pipeline.formats import audit, clixml, config, messagetrace, onprem, tracking
+from pipeline.formats import audit, clixml, config, messagetrace, onprem, scubagear, tracking
 from pipeline.formats.common import Context, Parsed, TabularFormat, reject_rows
 from pipeline.formats.source import (
     UTF8, Head, Pending, deciding_column, json_records, read_csv_batches, read_csv_frame,
@@ -45,7 +45,7 @@ _MSGTRK_ROW = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z,"
 
 @dataclass(frozen=True)
 class Sniffed:
-    container: str  # csv | json | clixml | msgtrk
+    container: str  # csv | json | clixml | msgtrk | scubagear
     format: str
     table: str
     head: Head
@@ -130,6 +130,8 @@ def sniff(path: Path, file: str, headerless_msgtrk: str = "none") -> Sniffed:
         return Sniffed("clixml", fmt.name, fmt.table, head)
     if first.startswith(("[", "{")):
         keys = _json_keys(head.text, file)
+        if scubagear.is_export(set(keys)):
+            return Sniffed("scubagear", scubagear.NAME, "accepted_domains", head)
         fmt = _identify(set(keys), file, 1, keys)
         return Sniffed("json", fmt.name, fmt.table, head)
     skip = 1 if first.startswith("#TYPE") else 0
@@ -207,12 +209,18 @@ STREAM_ROWS = 150_000
 # ahead, at the same peak memory; UTF-16 with one ahead took 4% more than with two.
 PARTS_AHEAD_PER_CORE = {"utf-8": 0.5, "transcoded": 1.0}
 STREAMABLE = {"historical_search_summary", "message_trace"}
+SCUBAGEAR_TABLES = ("accepted_domains", "inbound_connectors", "outbound_connectors")
 
 
 def read_parts(path: Path, sniffed: Sniffed, ctx: Context) -> Generator[Parsed, None, None]:
     """Parsed parts of a file: the whole file at once, or, for a large CSV whose rows stand
     alone (one per message or recipient), STREAM_ROWS records at a time, so memory stays
     flat whatever the file's size. Line numbers and the day/month order carry across."""
+    if sniffed.container == "scubagear":
+        tables = {f.table: f for f in TABULAR if f.table in SCUBAGEAR_TABLES}
+        for parsed in scubagear.parts(path, ctx, tables):
+            yield without_oversized_fields(parsed)
+        return
     if sniffed.container in ("json", "clixml") and not sniffed.empty:
         for parsed in _json_parts(path, sniffed, ctx, parts=True):
             yield without_oversized_fields(parsed)
@@ -289,6 +297,9 @@ def without_oversized_fields(parsed: Parsed) -> Parsed:
 
 
 def _read(path: Path, sniffed: Sniffed, ctx: Context) -> Parsed:
+    if sniffed.container == "scubagear":  # several tables: read_parts gives each
+        raise InputFormatError(ctx.file, None, "a ScubaGear export holds several tables",
+                               "ingest it (relaywatch ingest), which reads each")
     if sniffed.empty:
         fmt = _format(sniffed)
         return fmt.parse(records_frame([]), ctx)
