@@ -25,7 +25,7 @@ from pipeline.sql import PINNED_COLUMNS, Session
 
 DETECTIONS = ("tenant_activity", "unprovisioned_senders", "volume_spikes",
               "suspicious_connectors", "block_ndrs", "restricted_senders",
-              "onprem_relay_settings")
+              "onprem_relay_settings", "onprem_injection")
 
 
 def parse_as_of(text: str | None, now: datetime | None = None) -> datetime:
@@ -294,7 +294,27 @@ def _onprem(rows: pl.DataFrame, relays: Relays, run: Run) -> Findings:
     return out
 
 
+def _injection(rows: pl.DataFrame, relays: Relays, run: Run) -> Findings:
+    """Where unregistered-domain or spam mail entered on premises: the server(s), receive
+    connector and client IP of its on-premises hop, and the setting that let it in."""
+    out = []
+    for r in rows.iter_rows(named=True):
+        client = " ".join(filter(None, (r["client_ip"], f"({r['client_hostname']})"
+                                        if r["client_hostname"] else None))) or "an unknown client"
+        reason = (f"{r['recipients']:,} recipients ({r['unprovisioned_recipients']:,} from "
+                  f"unregistered domains, {r['spam_recipients']:,} spam-signalled) entered on "
+                  f"premises through receive connector {r['connector']!r} on "
+                  f"{r['server'] or 'an unnamed server'} from {client}")
+        out.append(_finding(r["tenant"], "onprem_injection", "compromise",
+                            f"{r['server']}\\{r['connector']} from {r['client_ip']}",
+                            r["first_seen_utc"],
+                            r["last_seen_utc"], r["messages"], r["recipients"], 20,
+                            [reason, *(r["relay_settings"] or [])], r))
+    return out
+
+
 _BUILDERS = {"unprovisioned_senders": _unprovisioned, "volume_spikes": _spikes,
              "suspicious_connectors": _connectors, "block_ndrs": _ndrs,
-             "restricted_senders": _restricted, "onprem_relay_settings": _onprem}
+             "restricted_senders": _restricted, "onprem_relay_settings": _onprem,
+             "onprem_injection": _injection}
 

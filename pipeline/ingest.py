@@ -386,7 +386,8 @@ class Ingestor:
                 res.format = parsed.format.split(":")[0]  # a file of several tables: its own
                 rows = _with_source(parsed.rows, parsed, item)
                 rejects.append(_with_source(parsed.rejects, parsed, item))
-                res.rows += rows.height
+                if parsed.table != "onprem_hops":  # a tracking log's rows are its messages
+                    res.rows += rows.height
                 res.rejected_rows += rejects[-1].height
                 time_col = "received_utc" if "received_utc" in rows.columns else (
                     "creation_utc" if "creation_utc" in rows.columns else None)

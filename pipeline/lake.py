@@ -420,10 +420,12 @@ def _homes() -> set[Path]:
 
 
 def merge_duplicates(df: pl.DataFrame) -> pl.DataFrame:
-    """One row per (message, recipient): later rows win, but never with a null.
+    """One row per (message, recipient): later rows win, but never with a null, and a
+    cloud export's row wins over an on-premises tracking log's.
 
     The same message often arrives in several exports (overlapping trace windows, a trace
-    and its detail, a trace and a historical search); each contributes the columns it has.
+    and its detail, a trace and a historical search, the on-premises hop of a hybrid
+    tenant's mail); each contributes the columns it has.
     """
     msg = pl.col("network_message_id")
     if df.get_column("network_message_id").has_nulls():  # the fallback key costs a pass
@@ -437,7 +439,11 @@ def merge_duplicates(df: pl.DataFrame) -> pl.DataFrame:
     if not dup.any():
         return _by_time(df.drop("_msg"))
     others = [c for c in df.columns if c not in _MSG_KEY]
-    merged = df.filter(dup).group_by(*_MSG_KEY, maintain_order=True).agg(
+    # an on-premises tracking log's row is the message's first hop: what Exchange Online
+    # made of it (status, spam verdict, connector) wins over it (the hop is in onprem_hops)
+    onprem = pl.col("source_format").cast(pl.String) == "exchange_tracking_log"
+    merged = df.filter(dup).sort(~onprem, maintain_order=True).group_by(
+        *_MSG_KEY, maintain_order=True).agg(
         [pl.col(c).drop_nulls().last() for c in others if c != "received_utc"]
         + [pl.col("received_utc").min()]
     )

@@ -243,6 +243,30 @@ AD_PERMISSIONS = Table(
     ),
 )
 
+ONPREM_HOPS = Table(
+    "onprem_hops",
+    "onprem_hops/tenant=<slug>/<sha>.parquet",
+    "Where each message entered an on-premises Exchange server (tracking logs' SMTP RECEIVE "
+    "events): one row per message, server, receive connector and client. `messages` merges "
+    "a message's on-premises and cloud hops into one row per recipient; this keeps the first.",
+    (
+        _c("tenant", pl.String, "Tenant slug."),
+        _c("server", pl.String, "The server that logged it (server-hostname)."),
+        _c("connector", pl.String, "Receive connector name, server prefix removed."),
+        _c("client_ip", pl.String, "IP that submitted it."),
+        _c("source_line", pl.Int64, "Line of the log's first RECEIVE event of the message."),
+        _c("received_utc", UTC_TS, "When it was received, UTC."),
+        _c("network_message_id", pl.String, "Network message id, lower-case."),
+        _c("message_id", pl.String, "Internet Message-ID."),
+        _c("client_hostname", pl.String, "Host name the client gave."),
+        _c("sender_address", pl.String, "Sender address."),
+        _c("recipients", pl.Int64, "Recipients it was received for."),
+        _c("source_format", CATEGORY, "Recognised export format."),
+        _c("source_file", CATEGORY, "Input file as `<tenant>/<file name>`."),
+        _c("source_sha256", CATEGORY, "SHA-256 of the input file's bytes."),
+    ),
+)
+
 AUDIT_EVENTS = Table(
     "audit_events",
     "audit_events/tenant=<slug>/<sha>.parquet",
@@ -416,7 +440,8 @@ VERDICTS = Table(
 TABLES: dict[str, Table] = {
     t.name: t
     for t in (MESSAGES, ACCEPTED_DOMAINS, INBOUND_CONNECTORS, OUTBOUND_CONNECTORS,
-              RECEIVE_CONNECTORS, SEND_CONNECTORS, AD_PERMISSIONS, AUDIT_EVENTS, REJECTS,
+              RECEIVE_CONNECTORS, SEND_CONNECTORS, AD_PERMISSIONS, ONPREM_HOPS, AUDIT_EVENTS,
+              REJECTS,
               INGEST_LOG, FINDINGS, VERDICTS, BASELINES, CHART_HOURS, NDR_DAYS)
 }
 

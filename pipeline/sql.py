@@ -192,6 +192,21 @@ def create_views(con: duckdb.DuckDBPyConnection, lake: Path, root: str,
     for path in sorted((queries_dir / "views").glob("*.sql")):
         con.execute(f'CREATE VIEW "{path.stem}" AS {path.read_text(encoding="utf-8")}')
     con.execute(VIEW_MACROS)
+    for name in MACRO_QUERIES:
+        con.execute(query_macro(name, queries_dir))
+
+
+# Queries other queries read as table macros, `name(as_of_ := ..., tenant_ := ...)`: the
+# file's named parameters become the macro's, each NULL unless given (onprem_injection
+# reads onprem_relay_settings)
+MACRO_QUERIES = ("onprem_relay_settings",)
+
+
+def query_macro(name: str, queries_dir: Path) -> str:
+    query = named(name, queries_dir)
+    body = re.sub(r"\$(\w+)::", r"\1_::", query.sql.strip().rstrip(";"))
+    params = ", ".join(f"{p}_ := NULL" for p in query.params)
+    return f'CREATE OR REPLACE MACRO "{name}"({params}) AS TABLE {body}'
 
 
 @dataclass(frozen=True)

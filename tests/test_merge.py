@@ -65,3 +65,22 @@ def test_many_repeats_take_the_sorting_path_with_the_same_result(monkeypatch) ->
     subjects = dict(zip(slotted["network_message_id"], slotted["subject"], strict=False))
     assert (subjects["m0"], subjects["m9"], subjects["m29"]) == ("s390", "s399", "s299")
     assert slotted["received_utc"].is_sorted() and slotted["received_utc"][0] == T0
+
+
+def test_the_cloud_row_wins_over_the_on_premises_hop_whatever_the_order() -> None:
+    """A hybrid tenant's message is in its tracking log (first hop) and in the cloud export:
+    what Exchange Online made of it (status, spam verdict, connector) is kept, whichever
+    file came later; the earliest time is the message's."""
+    t0 = datetime(2026, 11, 20, 9, tzinfo=timezone.utc)
+    base = {"tenant": "t", "network_message_id": "n1", "recipient_address": "r@x.example",
+            "sender_address": "s@deal.top"}
+    onprem = {**base, "received_utc": t0, "status": "delivered", "spam_verdict": False,
+              "connector": "Relay", "source_format": "exchange_tracking_log"}
+    cloud = {**base, "received_utc": t0 + timedelta(seconds=3), "status": "filtered_as_spam",
+             "spam_verdict": True, "connector": "Inbound from hyb",
+             "source_format": "historical_search_extended"}
+    for rows in ([onprem, cloud], [cloud, onprem]):
+        df = schema.MESSAGES.conform(pl.DataFrame(rows))
+        (got,) = lake.merge_duplicates(df).to_dicts()
+        assert (got["status"], got["spam_verdict"], got["connector"], got["received_utc"]) == (
+            "filtered_as_spam", True, "Inbound from hyb", t0)

@@ -123,3 +123,87 @@ def test_a_restricted_app_relay_is_no_open_relay(tmp_path: Path) -> None:
         "relay_domain_wildcard:*.com", "send_connector_to_eop_for_all:Mail to O365"]
     assert set(got["severity"]) == {"warning"}
     assert t.recommendation == "unblock" and not t.steps[2].ok
+
+
+def test_the_server_and_connector_that_injected_the_spam_are_named(tmp_path: Path) -> None:
+    """Cloud historical-search summary + on-premises tracking logs of the same messages:
+    the spam's on-premises hop (receive connector, client IP, servers from the connector
+    export, the setting that let it in) with its numbers, counted here independently."""
+    import random
+
+    rng = random.Random(7)
+    folder = tmp_path / "inbox" / "hyb"
+    folder.mkdir(parents=True)
+    exports.accepted_domains_json(folder / "accepted_domains.json", [
+        {"domain_name": "hyb.example", "when_created_utc": AS_OF - timedelta(days=900)}])
+    (folder / "receive_connectors.json").write_text(json.dumps([
+        {**RELAY, "Server": "EXCH01", "Identity": "EXCH01\\Relay"},
+        {**RELAY, "Server": "EXCH02", "Identity": "EXCH02\\Relay"}, FRONTEND]))
+    (folder / "adpermission.csv").write_text(ANON.format(c="Relay"))
+    cloud, events, expect = [], [], {"recipients": 0, "messages": 0, "unprovisioned": 0,
+                                     "spam": 0, "domains": set()}
+    for i in range(400):
+        spam = rng.random() < 0.4
+        when = AS_OF - timedelta(hours=rng.randint(1, 120), minutes=rng.randint(0, 59))
+        sender = f"promo@deal{i % 3}.top" if spam else f"u{i % 20}@hyb.example"
+        if spam and rng.random() < 0.3:  # registered sender, but filtered as spam
+            sender = f"u{i % 20}@hyb.example"
+        status = "filtered_as_spam" if spam and rng.random() < 0.5 else "delivered"
+        nid = f"00000000-0000-4000-8000-{i:012d}"
+        rcpts = [f"r{i}-{k}@x{rng.randrange(90)}.example" for k in range(rng.randint(1, 4))]
+        for r in rcpts:
+            cloud.append({"received_utc": when + timedelta(seconds=5), "sender_address": sender,
+                          "recipient_address": r, "status": status, "network_message_id": nid,
+                          "message_id": f"<{nid}@hyb>", "connector": "Inbound from hyb",
+                          "client_ip": "203.0.113.10", "direction": "outbound"})
+        unprov = not sender.endswith("@hyb.example")
+        if unprov or status == "filtered_as_spam":
+            expect["recipients"] += len(rcpts)
+            expect["messages"] += 1
+            expect["unprovisioned"] += len(rcpts) * unprov
+            expect["spam"] += len(rcpts) * (status == "filtered_as_spam")
+            expect["domains"].add(sender.split("@")[1])
+        via, ip = (("EXCH01\\Relay", "45.9.8.7") if spam else
+                   ("EXCH01\\Default Frontend EXCH01", "10.1.0.20"))
+        f = {"client-ip": ip, "server-hostname": "EXCH01", "connector-id": via, "source": "SMTP",
+             "message-id": f"<{nid}@hyb>", "network-message-id": nid,
+             "recipient-address": ";".join(rcpts), "recipient-count": len(rcpts),
+             "sender-address": sender, "return-path": sender, "directionality": "Originating"}
+        events.append({"time": when, "fields": {**f, "event-id": "RECEIVE"}})
+        events.append({"time": when + timedelta(seconds=1), "fields": {
+            **f, "event-id": "SEND", "connector-id": "Outbound to Office 365",
+            "recipient-status": "250 2.6.0 Queued mail for delivery"}})
+    exports.historical_extended(folder / "extended.csv", sorted(cloud, key=lambda r: r["received_utc"]))
+    exports.tracking_log(folder / "MSGTRK2026112800-1.LOG", sorted(events, key=lambda e: e["time"]))
+    for p in folder.iterdir():
+        os.utime(p, (SNAPSHOT.timestamp() - 7200, SNAPSHOT.timestamp() - 7200))
+    s = Settings(lake=tmp_path / "lake")
+    ingest([tmp_path / "inbox"], s)
+    result = detect.detect(s, AS_OF)
+    rows = result.rows["onprem_injection"]
+    assert rows.height == 1, rows
+    r = rows.row(0, named=True)
+    assert (r["server"], r["connector"], r["client_ip"]) == ("EXCH01", "Relay", "45.9.8.7")
+    assert (r["recipients"], r["messages"], r["unprovisioned_recipients"],
+            r["spam_recipients"]) == (expect["recipients"], expect["messages"],
+                                      expect["unprovisioned"], expect["spam"])
+    assert r["sender_domains"] == sorted(expect["domains"])[:5]
+    assert any("ANONYMOUS LOGON" in x for x in r["relay_settings"])
+    t = report.build(s.lake, AS_OF.date(), DetectSettings(), "hyb").tenants[0]
+    assert t.recommendation == "block"
+    assert "receive connector 'Relay' on EXCH01 from 45.9.8.7" in t.steps[2].evidence
+
+
+def test_a_tracking_log_keeps_each_messages_on_premises_hop() -> None:
+    """onprem_hops: one row per message, server, receive connector and client, from the
+    SMTP RECEIVE event (the SEND to Exchange Online is not a way in)."""
+    from tests.conftest import DATA, parse
+
+    p = parse(DATA / "MSGTRKMS2026112709-1.LOG")
+    assert p.table == "messages" and p.rows.height == 2
+    (hop,) = p.also
+    assert hop.table == "onprem_hops"
+    assert hop.rows.select("server", "connector", "client_ip", "client_hostname", "recipients",
+                           "network_message_id", "sender_address").rows() == [
+        ("EXCH01", "Relay", "45.9.8.7", "scanner.contoso.local", 2,
+         "6a638d20-1e63-493a-80a2-08da9a4ff8da", "promo@deal.top")]

@@ -27,7 +27,8 @@ def test_lake_tables_have_the_documented_columns(tmp_path: Path) -> None:
 
     ingest([real("purview_auditlog_export_huntressctf.csv")], s, tenant="contoso")
     ingest([real("sendconnector_clixml_exchange_to_o365_cssexchange.xml"),
-            DATA / "receive_connectors_ps7.json", DATA / "adpermission_receive_connector.csv"],
+            DATA / "receive_connectors_ps7.json", DATA / "adpermission_receive_connector.csv",
+            DATA / "MSGTRKMS2026112709-1.LOG"],
            s, tenant="contoso")
     detect.detect(s, AS_OF)
     for table in schema.TABLES.values():

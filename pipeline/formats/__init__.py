@@ -39,7 +39,7 @@ TABULAR: list[TabularFormat] = [
 # directions can use the tenant's accepted domains from the same batch.
 TABLE_ORDER = ["accepted_domains", "inbound_connectors", "outbound_connectors",
                "receive_connectors", "send_connectors", "ad_permissions", "audit_events",
-               "messages"]
+               "messages", "onprem_hops"]
 _MSGTRK_ROW = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z,"
 
 
@@ -227,7 +227,9 @@ def read_parts(path: Path, sniffed: Sniffed, ctx: Context) -> Generator[Parsed, 
         return
     if (sniffed.container != "csv" or sniffed.format not in STREAMABLE
             or path.stat().st_size < STREAM_BYTES):
-        yield read(path, sniffed, ctx)
+        parsed = read(path, sniffed, ctx)
+        yield parsed
+        yield from parsed.also
         return
 
     ctx = replace(ctx, whole_column=lambda key: deciding_column(

@@ -38,6 +38,7 @@ class Parsed:
     rows: pl.DataFrame
     rejects: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=REJECT_SCHEMA))
     own_domains: tuple[str, ...] = ()  # domains this file proves the tenant owns
+    also: tuple[Parsed, ...] = ()  # other tables the same file feeds (tracking logs' hops)
 
 
 @dataclass(frozen=True)

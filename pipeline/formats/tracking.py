@@ -78,6 +78,10 @@ def parse_events(df: pl.DataFrame, ctx: Context, fmt: str) -> Parsed:
         nz.blank_to_null(col(df, "directionality")).alias("direction_hint"),
         (nz.event_key(col(df, "eventid")).is_in(["receive", "hareceive"])
          & (nz.event_key(col(df, "source")) != "storedriver")).alias("is_receive"),
+        pl.coalesce(nz.blank_to_null(col(df, "serverhostname")),
+                    nz.blank_to_null(col(df, "connectorid")).str.extract(r"^([^\\]+)\\", 1))
+        .alias("_server"),
+        nz.blank_to_null(col(df, "clienthostname")).alias("_client_host"),
     )
     bad_time = ev.filter(pl.col("received_utc").is_null() & pl.col("_raw_time").is_not_null())
     collapsed = events.collapse(ev.filter(pl.col("received_utc").is_not_null()))
@@ -92,7 +96,27 @@ def parse_events(df: pl.DataFrame, ctx: Context, fmt: str) -> Parsed:
                         pl.col("_raw_time").str.slice(0, 1000).alias("raw")).unique(),
         parsed.rejects,
     ])
+    if fmt == "exchange_tracking_log":
+        parsed.also = (hops(ev, fmt),)
     return parsed
+
+
+def hops(ev: pl.DataFrame, fmt: str) -> Parsed:
+    """Where each message entered an on-premises server: its SMTP RECEIVE events, one row
+    per (message, server, receive connector, client). Kept apart from `messages`, whose
+    rows merge a message's on-premises and cloud hops into one per recipient."""
+    key = pl.coalesce(pl.col("network_message_id"), pl.col("message_id"))
+    rows = (ev.filter(pl.col("is_receive") & pl.col("received_utc").is_not_null()
+                      & key.is_not_null())
+            .group_by(key.alias("_k"), "_server", "connector", "client_ip", maintain_order=True)
+            .agg(pl.col("_line").min().alias("source_line"), pl.col("received_utc").min(),
+                 pl.col("network_message_id").drop_nulls().first(),
+                 pl.col("message_id").drop_nulls().first(),
+                 pl.col("_client_host").drop_nulls().first().alias("client_hostname"),
+                 pl.col("sender_address").drop_nulls().first(),
+                 pl.col("recipient_address").n_unique().alias("recipients"))
+            .rename({"_server": "server"}).drop("_k"))
+    return Parsed(fmt, "onprem_hops", rows)
 
 
 def parse_extended(df: pl.DataFrame, ctx: Context) -> Parsed:
