@@ -327,3 +327,59 @@ def test_the_extended_report_writer_reads_back_row_for_row(tmp_path: Path) -> No
         ("r1@ext1.example", "outbound", "filtered_as_spam", "Inbound from x", "203.0.113.5", when),
         ("r2@ext2.example", "outbound", "delivered", "Inbound from x", "203.0.113.5", when),
         ("u@own.example", "inbound", "delivered", None, None, when)]
+
+
+def test_tracking_log_rows_with_their_own_header_are_an_on_premises_log(tmp_path: Path) -> None:
+    """A tracking log saved as a plain CSV (its `#Fields:` names as the header, no `#`
+    lines) is an on-premises log with its hops, not the cloud's extended report."""
+    src = (DATA / "MSGTRKMS2026112709-1.LOG").read_text(encoding="utf-8-sig").splitlines()
+    rows = [ln.removeprefix("#Fields: ") for ln in src if not ln.startswith("#")
+            or ln.startswith("#Fields:")]
+    path = tmp_path / "tracking_rows.csv"
+    path.write_text("\n".join(rows) + "\n")
+    p = parse(path)
+    assert (p.format, p.rows.height) == ("exchange_tracking_log", 2)
+    assert p.also[0].rows.select("server", "connector", "client_ip").rows() == [
+        ("EXCH01", "Relay", "45.9.8.7")]
+
+
+TRACKING_CMDLET = [  # Get-MessageTrackingLog | ConvertTo-Json (PowerShell 7: offsets kept)
+    {"Timestamp": "2026-11-27T10:15:02.1230000+01:00", "ClientIp": "45.9.8.7",
+     "ClientHostname": "scanner.contoso.local", "ServerHostname": "EXCH01",
+     "ConnectorId": "EXCH01\\Relay", "Source": "SMTP", "EventId": "RECEIVE",
+     "MessageId": "<a1@contoso.com>", "NetworkMessageId": "6a638d20-1e63-493a-80a2-08da9a4ff8da",
+     "Recipients": ["a@x.example", "b@y.example"], "RecipientStatus": [], "TotalBytes": 5120,
+     "Sender": "promo@deal.top", "ReturnPath": "promo@deal.top", "Directionality": "Originating",
+     "MessageSubject": "offer"},
+    {"Timestamp": "2026-11-27T10:15:03.5000000+01:00", "ServerHostname": "EXCH01",
+     "ConnectorId": "Outbound to Office 365", "Source": "SMTP", "EventId": "SEND",
+     "MessageId": "<a1@contoso.com>", "NetworkMessageId": "6a638d20-1e63-493a-80a2-08da9a4ff8da",
+     "Recipients": ["a@x.example", "b@y.example"],
+     "RecipientStatus": ["250 2.6.0 Queued", "250 2.6.0 Queued"],
+     "Sender": "promo@deal.top", "Directionality": "Originating", "MessageSubject": "offer"}]
+
+
+def test_get_messagetrackinglog_objects_read_with_their_offsets(tmp_path: Path) -> None:
+    import json
+
+    path = tmp_path / "tracking.json"
+    path.write_text(json.dumps(TRACKING_CMDLET))
+    p = parse(path)
+    assert p.format.startswith("exchange_tracking_log") and p.rows.height == 2
+    got = p.rows.sort("recipient_address").select("recipient_address", "received_utc",
+                                                  "status", "connector", "client_ip").rows()
+    assert got == [("a@x.example", datetime(2026, 11, 27, 9, 15, 2, 123000, tzinfo=timezone.utc),
+                    "delivered", "Relay", "45.9.8.7"),
+                   ("b@y.example", datetime(2026, 11, 27, 9, 15, 2, 123000, tzinfo=timezone.utc),
+                    "delivered", "Relay", "45.9.8.7")]
+
+
+def test_get_messagetrackinglog_csv_without_offsets_is_refused_with_the_fix(
+        tmp_path: Path) -> None:
+    path = tmp_path / "tracking.csv"
+    path.write_text('"Timestamp","EventId","Source","Sender","Recipients","MessageId"\n'
+                    '"27/11/2026 10:15:02","RECEIVE","SMTP","promo@deal.top",'
+                    '"a@x.example;b@y.example","<a1@contoso.com>"\n')
+    with pytest.raises(InputFormatError, match="local time without its UTC offset") as err:
+        parse(path)
+    assert "ToUniversalTime" in str(err.value) and "tracking.csv" in str(err.value)

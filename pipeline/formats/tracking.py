@@ -197,7 +197,45 @@ def read_msgtrk(path: Path, head: Head, ctx: Context) -> Parsed:
     return parse_events(df, ctx, "exchange_tracking_log")
 
 
+def parse_log_rows(df: pl.DataFrame, ctx: Context) -> Parsed:
+    """Tracking-log rows exported as a plain CSV whose header is the log's own field names
+    (`date-time,client-ip,...`, no `#Fields:` line): an on-premises log, not a cloud report."""
+    return parse_events(df, ctx, "exchange_tracking_log")
+
+
+# Get-MessageTrackingLog's property names → the log's own field names
+_CMDLET_NAMES = {"timestamp": "datetime", "sender": "senderaddress",
+                 "recipients": "recipientaddress"}
+_ZONED = r"(Z|[+-]\d{2}:?\d{2})$|Date\(\d+"  # an offset, or PowerShell 5.1's /Date(ms)/
+
+
+def parse_cmdlet(df: pl.DataFrame, ctx: Context) -> Parsed:
+    """Get-MessageTrackingLog objects (Export-Clixml, ConvertTo-Json, Export-Csv with
+    Recipients joined by ';'). Timestamp is the server's local time: with its offset
+    (CLIXML, JSON, `.ToString('o')`) it is read; without one it cannot be placed in UTC and
+    the file is refused with the export that keeps it."""
+    stamps = col(df, "timestamp").str.strip_chars()
+    known = df.select(stamps.is_not_null().sum().alias("n"),
+                      stamps.str.contains(_ZONED).fill_null(False).sum().alias("zoned")).row(0)
+    if known[0] and not known[1]:
+        raise InputFormatError(
+            ctx.file, None, "Timestamp is the server's local time without its UTC offset",
+            "export with Export-Clixml, or add @{n='Timestamp';e={$_.Timestamp."
+            "ToUniversalTime().ToString('o')}} to Select-Object before Export-Csv")
+    renamed = df.rename({k: v for k, v in _CMDLET_NAMES.items()
+                         if k in df.columns and v not in df.columns})
+    return parse_events(renamed, ctx, "exchange_tracking_log")
+
+
 FORMATS = [
+    TabularFormat("message_tracking_cmdlet", "messages",
+                  (any_of("timestamp"), any_of("eventid"), any_of("recipients"),
+                   any_of("sender", "senderaddress")), parse_cmdlet),
+    # the log's own `date-time` (the extended report says `date_time_utc`)
+    TabularFormat("exchange_tracking_log", "messages",
+                  (any_of("datetime"), any_of("eventid"), any_of("recipientaddress"),
+                   any_of("messageid"), any_of("serverhostname", "connectorid")),
+                  parse_log_rows, forbidden=frozenset({"datetimeutc"})),
     TabularFormat("historical_search_summary", "messages",
                   (any_of("origintimestamputc", "origintimestamp"), any_of("recipientstatus"),
                    any_of("senderaddress")), parse_enhanced),
