@@ -273,3 +273,18 @@ def purview_audit_csv(path: Path, events: Sequence[Row], org: str) -> None:
         lines.append([e["record_id"], fmt_time(e["creation_utc"], "us"), 1, e["operation"],
                       e["user_id"], json.dumps(data, separators=(",", ":")), "", ""])
     _write_text(path, _csv(header, lines, quote_all=False), "utf-8")
+
+
+def onprem_config_json(path: Path, objects: Sequence[Row]) -> None:
+    """Get-ReceiveConnector / Get-SendConnector | ConvertTo-Json (PowerShell 7, as the
+    Exchange Management Shell's remote session gives them: enums and lists as text)."""
+    _write_text(path, json.dumps(list(objects), indent=2, default=str), "utf-8")
+
+
+def ad_permissions_csv(path: Path, entries: Sequence[Row]) -> None:
+    """Get-ADPermission | Select-Object Identity,User,@{n='ExtendedRights';e={$_.ExtendedRights
+    -join ';'}},... | Export-Csv -NoTypeInformation."""
+    header = ["Identity", "User", "ExtendedRights", "AccessRights", "Deny", "IsInherited"]
+    _write_text(path, _csv(header, ([e["identity"], e["user"], ";".join(e["rights"]),
+                                     "ExtendedRight", "False", "False"] for e in entries)),
+                "utf-8")

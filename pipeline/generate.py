@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from pipeline import exports
+from pipeline import exports, generate_onprem
 
 HOUR_WEIGHTS = [1, 1, 1, 1, 1, 2, 4, 8, 12, 13, 12, 11, 9, 11, 12, 12, 10, 8, 5, 3, 2, 2, 1, 1]
 EXTERNAL = ["gmail.com", "outlook.com", "yahoo.com", "partner-logistics.com", "globex.example",
@@ -54,7 +54,7 @@ class Spec:
         spec = replace(spec, days=days or spec.days, end=end or spec.end,
                        extra_tenants=spec.extra_tenants if tenants is None else tenants)
         if rows:  # ~1.6 rows per message (recipients); spread over all tenants and days
-            n_tenants = spec.extra_tenants + (6 if spec.stories else 0)
+            n_tenants = spec.extra_tenants + (7 if spec.stories else 0)
             per_day = max(1, int(rows / 1.6 / max(1, n_tenants) / spec.days))
             spec = replace(spec, per_day=per_day, extra_per_day=per_day)
         return spec
@@ -333,6 +333,7 @@ def write_inbox(inbox: Path, spec: Spec) -> list[tuple[Path, int]]:
             {"domain_name": "tailspin.com", "domain_type": "InternalRelay", "is_default": True,
              "match_subdomains": True, "when_created_utc": created}])
         out(p, 2)
+        generate_onprem.tailspin_config(d, out)
 
         # litware: one day of a legitimate newsletter four days ago
         t = Tenant("litware", "litware.com", random.Random(rng.random()), spec.per_day)
@@ -373,4 +374,7 @@ def write_inbox(inbox: Path, spec: Spec) -> list[tuple[Path, int]]:
             exports.message_trace_csv(p, rows, t.org, "ps7", "iso")
             out(p, len(rows))
         write_domains(t, d)
+    if spec.stories:
+        generate_onprem.wingtip(inbox, days, spec.end, created, out, Tenant, spec.per_day,
+                                spec.seed + 0.5)
     return written

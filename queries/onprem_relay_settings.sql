@@ -1,6 +1,7 @@
 -- On-premises settings that make an Exchange server an open relay, from each tenant's latest on-premises configuration snapshots
 -- Example: as_of=2026-11-28 tenant=tailspin
--- One row per setting found in the latest snapshot (taken before as_of) of each table:
+-- One row per setting found in each table's snapshot nearest as_of (one taken before it
+-- preferred, as for the inbound connectors):
 --   relay_domain_wildcard: an accepted domain `*` or `*.<top-level domain>` of type
 --     InternalRelay or ExternalRelay: the server relays mail for the whole internet;
 --   anonymous_accept_any_recipient: a receive connector grants ms-Exch-SMTP-Accept-Any-
@@ -12,32 +13,32 @@
 --   send_connector_to_eop_for_all: a send connector routing every domain (`*`) to
 --     Exchange Online: whatever an on-premises relay accepts leaves as the tenant's mail.
 -- server, connector and setting name what to change; tenant = NULL means every tenant.
-WITH latest AS (
-    SELECT 'accepted_domains' AS t, tenant, max(snapshot_utc) AS at FROM accepted_domains
-    WHERE snapshot_utc < $as_of::TIMESTAMPTZ GROUP BY tenant
-    UNION ALL
-    SELECT 'receive_connectors', tenant, max(snapshot_utc) FROM receive_connectors
-    WHERE snapshot_utc < $as_of::TIMESTAMPTZ GROUP BY tenant
-    UNION ALL
-    SELECT 'send_connectors', tenant, max(snapshot_utc) FROM send_connectors
-    WHERE snapshot_utc < $as_of::TIMESTAMPTZ GROUP BY tenant
-    UNION ALL
-    SELECT 'ad_permissions', tenant, max(snapshot_utc) FROM ad_permissions
-    WHERE snapshot_utc < $as_of::TIMESTAMPTZ GROUP BY tenant
+WITH latest AS (  -- per table, the snapshot nearest as_of (one taken before it first)
+    SELECT t, tenant, snap_at FROM (
+        SELECT DISTINCT 'accepted_domains' AS t, tenant, snapshot_utc AS snap_at FROM accepted_domains
+        UNION ALL
+        SELECT DISTINCT 'receive_connectors', tenant, snapshot_utc FROM receive_connectors
+        UNION ALL
+        SELECT DISTINCT 'send_connectors', tenant, snapshot_utc FROM send_connectors
+        UNION ALL
+        SELECT DISTINCT 'ad_permissions', tenant, snapshot_utc FROM ad_permissions)
+    QUALIFY row_number() OVER (
+        PARTITION BY t, tenant
+        ORDER BY snap_at > $as_of::TIMESTAMPTZ, abs(epoch(snap_at) - epoch($as_of::TIMESTAMPTZ))) = 1
 ),
 domains AS (
     SELECT a.* FROM accepted_domains AS a
-    JOIN latest AS l ON l.t = 'accepted_domains' AND l.tenant = a.tenant AND l.at = a.snapshot_utc
+    JOIN latest AS l ON l.t = 'accepted_domains' AND l.tenant = a.tenant AND l.snap_at = a.snapshot_utc
 ),
 receive AS (
     SELECT r.*, coalesce(r.server || '\' || r.name, r.identity, r.name) AS key
     FROM receive_connectors AS r
-    JOIN latest AS l ON l.t = 'receive_connectors' AND l.tenant = r.tenant AND l.at = r.snapshot_utc
+    JOIN latest AS l ON l.t = 'receive_connectors' AND l.tenant = r.tenant AND l.snap_at = r.snapshot_utc
 ),
 anonymous_relay AS (  -- receive connectors anyone may relay through (by their Identity)
     SELECT DISTINCT p.tenant, p.identity, p.snapshot_utc
     FROM ad_permissions AS p
-    JOIN latest AS l ON l.t = 'ad_permissions' AND l.tenant = p.tenant AND l.at = p.snapshot_utc
+    JOIN latest AS l ON l.t = 'ad_permissions' AND l.tenant = p.tenant AND l.snap_at = p.snapshot_utc
     WHERE NOT p.deny
       AND upper(p.user) LIKE '%ANONYMOUS LOGON%'
       AND list_contains(list_transform(p.extended_rights, lambda x: lower(x)),
@@ -45,7 +46,7 @@ anonymous_relay AS (  -- receive connectors anyone may relay through (by their I
 ),
 sends AS (
     SELECT s.* FROM send_connectors AS s
-    JOIN latest AS l ON l.t = 'send_connectors' AND l.tenant = s.tenant AND l.at = s.snapshot_utc
+    JOIN latest AS l ON l.t = 'send_connectors' AND l.tenant = s.tenant AND l.snap_at = s.snapshot_utc
 ),
 found AS (
     SELECT tenant, 'relay_domain_wildcard' AS kind, NULL AS server,

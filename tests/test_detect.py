@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from datetime import datetime, timedelta
 from dataclasses import replace
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def test_stale_tenant_is_never_clean(stories: dict) -> None:
 def test_clean_tenants_are_unblock(stories: dict) -> None:
     assert stories["t000"]["recommendation"] == stories["t001"]["recommendation"] == "unblock"
     assert set(stories) == {"contoso", "fabrikam", "northwind", "tailspin", "litware", "adatum",
-                            "t000", "t001"}
+                            "t000", "t001", "wingtip"}
 
 
 def _blocked_then_cleaned(build: LakeBuilder, stop_day: int) -> None:
@@ -130,7 +131,7 @@ def test_detect_stores_one_result_set_per_day_and_replaces_reruns(sample_lake: P
     detect.detect(s, AS_OF)
     detect.detect(s, AS_OF, tenant="contoso")
     stored = pl.read_parquet(lake / "verdicts" / "as_of=2026-11-28" / "data.parquet")
-    assert stored.height == 8 and stored["tenant"].n_unique() == 8
+    assert stored.height == 9 and stored["tenant"].n_unique() == 9
     findings = pl.read_parquet(lake / "findings" / "as_of=2026-11-28" / "data.parquet")
     assert findings.height == first.findings.height
     from pipeline.sql import Session
@@ -147,12 +148,54 @@ def test_detect_command(sample_lake: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["detect", "--lake", str(lake), "--as-of", "2026-11-28"])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert len(lines) == 8
+    assert len(lines) == 9
     assert lines[0].startswith("contoso\tblock BLOCKED NOW\tscore 100\tblocked now: 300 NDRs")
-    assert lines[1].startswith("adatum\tblock\tscore 25\tdata is stale")
+    assert lines[1].startswith("wingtip\tblock\tscore 100\tunregistered-domain relaying")
+    assert lines[2].startswith("adatum\tblock\tscore 25\tdata is stale")
     bad = CliRunner().invoke(cli, ["detect", "--lake", str(lake), "--as-of", "yesterday"])
     assert bad.exit_code == 2
     assert bad.stderr == ("relaywatch: error: --as-of 'yesterday': use a date (2026-11-28) or "
                           "an ISO time (2026-11-28T02:00Z)\n")
     missing = CliRunner().invoke(cli, ["detect", "--lake", str(tmp_path / "nope")])
     assert missing.exit_code == 2 and "no lake here" in missing.stderr
+
+
+def test_the_open_on_premises_relay_story_names_server_connector_and_permission(
+        sample_lake: Path, stories: dict) -> None:
+    """wingtip: spam injected through MAIL01's open 'Scanner relay'. The verdict blocks, step
+    3 names the server, the connector, the client and the permission, and the injection's
+    numbers equal those counted here from the raw exports (the cloud report's spam rows
+    whose Message-ID MAIL01 logged as received on 'Scanner relay')."""
+    import csv
+
+    from pipeline.generate import SPAM_DOMAINS
+
+    inbox = Path(__file__).resolve().parents[1] / "sample_logs" / "inbox" / "wingtip"
+    relayed = set()
+    for log in inbox.glob("MSGTRK*.LOG"):
+        lines = log.read_text(encoding="utf-8-sig").splitlines()
+        fields = next(ln for ln in lines if ln.startswith("#Fields:"))[9:].split(",")
+        for row in csv.DictReader((ln for ln in lines if not ln.startswith("#")),
+                                  fieldnames=fields):
+            if row["event-id"] == "RECEIVE" and row["connector-id"] == "MAIL01\\Scanner relay":
+                relayed.add(row["message-id"])
+    since = AS_OF - timedelta(days=DetectSettings().window_days)
+    expected = 0
+    with open(inbox / "historical_search_extended.csv", encoding="utf-16-le") as fh:
+        for row in csv.DictReader(fh):
+            when = datetime.fromisoformat(row["date_time_utc"].replace("Z", "+00:00"))
+            if (row["event_id"] == "RECEIVE" and row["message_id"] in relayed
+                    and row["sender_address"].split("@")[1] in SPAM_DOMAINS
+                    and since <= when < AS_OF):
+                expected += 1
+    assert expected > 500
+    result = detect.evaluate(sample_lake, detect.Run(AS_OF, "wingtip", DetectSettings()))
+    (hop,) = result.rows["onprem_injection"].iter_rows(named=True)
+    assert (hop["server"], hop["connector"], hop["client_ip"]) == (
+        "MAIL01", "Scanner relay", "185.220.101.7")
+    assert hop["unprovisioned_recipients"] == expected
+    v = stories["wingtip"]
+    assert v["recommendation"] == "block" and not v["step3_ok"]
+    for fact in ("MAIL01\\Scanner relay", "ANONYMOUS LOGON", "ms-Exch-SMTP-Accept-Any-Recipient",
+                 "on MAIL01 from 185.220.101.7"):
+        assert fact in v["step3_evidence"], fact

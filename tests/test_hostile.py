@@ -127,7 +127,8 @@ def _one_literal_each(s: Scratch, out: str, err: str) -> None:
     for command in commands:
         start = command.index("-Identity ") + len("-Identity ")
         value, end = ps_single_quoted(command, start)
-        assert value in (EVIL_CONNECTOR, "Contoso On-Premises", "Inbound Relay Partner")
+        assert value in (EVIL_CONNECTOR, "Contoso On-Premises", "Inbound Relay Partner",
+                         "Inbound from Wingtip on-premises")
         assert not command[end:].lstrip().startswith(";")
     assert any(EVIL_CONNECTOR.replace("\u2019", "\u2019\u2019") in c for c in commands)
 

@@ -38,14 +38,15 @@ def test_nightly_on_the_sample_then_again_with_nothing_new(tmp_path: Path) -> No
     inbox = ROOT / "sample_logs" / "inbox"
     code, out, err = nightly(inbox, tmp_path)
     assert code == 0, err
-    assert out.startswith("nightly 2026-11-28 00:00Z: ingested 54 files (18,290 rows), "
-                          "skipped 0, rejected 0 files and 0 rows; 8 tenants: 2 tenants to block "
+    assert out.startswith("nightly 2026-11-28 00:00Z: ingested 84 files (22,328 rows), "
+                          "skipped 0, rejected 0 files and 0 rows; 9 tenants: 3 tenants to block "
                           "(1 blocked now), 0 ready to unblock; report ")
     assert out.count("\n") == 1
     v = verdicts(tmp_path)
     assert {t: v[t]["recommendation"] for t in v} == {
         "contoso": "block", "adatum": "block", "fabrikam": "unblock", "northwind": "unblock",
-        "tailspin": "unblock", "litware": "unblock", "t000": "unblock", "t001": "unblock"}
+        "tailspin": "unblock", "litware": "unblock", "t000": "unblock", "t001": "unblock",
+        "wingtip": "block"}
     assert v["contoso"]["blocked_now"] and v["adatum"]["data_state"] == "stale"
     for name in ("report.html", "report.txt", "tenants/contoso.html"):
         assert (tmp_path / "reports" / AS_OF / name).stat().st_size > 1000
@@ -53,7 +54,7 @@ def test_nightly_on_the_sample_then_again_with_nothing_new(tmp_path: Path) -> No
     report_before = tree_bytes(tmp_path / "reports")
     code, out, err = nightly(inbox, tmp_path)
     assert code == 0, err
-    assert "ingested 0 files (0 rows), skipped 54, rejected 0 files" in out
+    assert "ingested 0 files (0 rows), skipped 84, rejected 0 files" in out
     assert tree_bytes(tmp_path / "lake" / "messages") == lake_before
     assert tree_bytes(tmp_path / "reports") == report_before
     # --quiet: nothing at all on success
@@ -204,7 +205,7 @@ def test_retention_drops_old_partitions_and_says_so(tmp_path: Path) -> None:
     assert min(days) == "date=2026-11-21"
     assert (inbox / "contoso" / "messagetrace_20261107.csv").is_file()  # raw exports stay
     code, out, err = nightly(inbox, tmp_path, "--keep-days", "7")
-    assert "skipped 54" in out                                         # not re-ingested
+    assert "skipped 84" in out                                         # not re-ingested
     # a week later, every table detect wrote for 2026-11-28 goes too
     r = CliRunner().invoke(cli, ["nightly", "--inbox", str(inbox), "--lake", str(tmp_path / "lake"),
                                  "--reports", str(tmp_path / "reports"), "--as-of", "2026-12-02",
@@ -241,7 +242,7 @@ def test_retention_refuses_a_future_as_of_and_rehash_restores_what_it_dropped(
     expired = set(m.filter(pl.col("status") == "expired")["source_sha256"])
     assert feeding < expired  # and the files merged into others' rows, and old snapshots
     code, out, err = nightly(inbox, tmp_path)                     # skipped: still expired
-    assert "ingested 0 files (0 rows), skipped 54" in out
+    assert "ingested 0 files (0 rows), skipped 84" in out
     code, out, err = nightly(inbox, tmp_path, "--rehash")
     assert code == 0, err
     assert f"ingested {len(expired)} files" in out

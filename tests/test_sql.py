@@ -138,7 +138,7 @@ def test_sandbox_escapes_are_refused(sample_lake: Path, statement: str, refused:
     assert err.startswith("relaywatch: error: ") and refused in err
     assert sorted(p.name for p in sample_lake.iterdir()) == before
     code, out, _ = cli_run("sql", "SELECT count(*) AS n FROM messages", "--lake", str(sample_lake))
-    assert (code, out) == (0, "n\n15059\n")
+    assert (code, out) == (0, "n\n17181\n")
 
 
 def _golden(name: str, text: str) -> None:
@@ -217,7 +217,7 @@ def test_catalog_opens_in_plain_duckdb_after_the_folder_moves(sample_lake: Path,
     lake.rename(moved)
     os.chdir(moved)
     con = duckdb.connect("lake.duckdb", read_only=True)
-    assert con.sql("SELECT count(*) FROM messages").fetchall() == [(15059,)]
+    assert con.sql("SELECT count(*) FROM messages").fetchall() == [(17181,)]
     assert con.sql("SELECT count(*) FROM outbound_mail WHERE sender_unprovisioned")\
         .fetchall()[0][0] > 0
     views = {r[0] for r in con.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal")
