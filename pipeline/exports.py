@@ -93,7 +93,19 @@ def message_trace_csv(path: Path, rows: Sequence[Row], org: str, dialect: str = 
 
 
 def message_trace_json(path: Path, rows: Sequence[Row], org: str, style: str = "ndjson") -> None:
-    """ConvertTo-Json: 'ps51' array with /Date(ms)/, 'ps7' array ISO, 'ndjson' one per line."""
+    """ConvertTo-Json: 'ps51' array with /Date(ms)/, 'ps7' array ISO, 'ndjson' one per line;
+    'graph': Microsoft Graph's exchangeMessageTrace (`{"value": [...]}`, camelCase)."""
+    if style == "graph":
+        _write_text(path, json.dumps({"value": [
+            {"id": r.get("network_message_id"), "senderAddress": r.get("sender_address"),
+             "recipientAddress": r.get("recipient_address"), "subject": r.get("subject"),
+             "status": (lambda v: v[:1].lower() + v[1:])(
+                 TRACE_STATUS.get(r.get("status") or "", "None")),
+             "fromIP": r.get("client_ip"), "toIP": r.get("to_ip"), "size": r.get("size_bytes"),
+             "messageId": r.get("message_id"),
+             "receivedDateTime": fmt_time(r["received_utc"], "iso")} for r in rows]},
+            indent=2), "utf-8")
+        return
     time_style = "msdate" if style == "ps51" else "iso"
     objs = [dict(zip(TRACE_FIELDS, v, strict=False)) for v in _trace_values(rows, org, time_style)]
     if style == "ndjson":

@@ -383,3 +383,21 @@ def test_get_messagetrackinglog_csv_without_offsets_is_refused_with_the_fix(
     with pytest.raises(InputFormatError, match="local time without its UTC offset") as err:
         parse(path)
     assert "ToUniversalTime" in str(err.value) and "tracking.csv" in str(err.value)
+
+
+def test_the_graph_trace_writer_reads_back_as_the_graph_format(tmp_path: Path) -> None:
+    """exports.message_trace_json(style='graph') (a report card format) gives back each row."""
+    from pipeline import exports
+
+    when = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)
+    rows = [{"received_utc": when, "sender_address": "a@own.example", "recipient_address":
+             f"r{i}@ext.example", "status": ["delivered", "filtered_as_spam"][i],
+             "network_message_id": f"00000000-0000-4000-8000-00000000000{i}",
+             "message_id": f"<m{i}@sim>", "size_bytes": 100 + i} for i in range(2)]
+    exports.message_trace_json(tmp_path / "graph.json", rows, "own.onmicrosoft.com", "graph")
+    p = parse(tmp_path / "graph.json")
+    assert p.rejects.height == 0
+    assert p.rows.sort("recipient_address").select(
+        "recipient_address", "status", "received_utc", "size_bytes").rows() == [
+        ("r0@ext.example", "delivered", when, 100),
+        ("r1@ext.example", "filtered_as_spam", when, 101)]

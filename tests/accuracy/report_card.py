@@ -44,8 +44,8 @@ NIGHTS = [END - timedelta(days=d) for d in (3, 2, 1, 0)]
 LEGIT = ["office", "hybrid_cert_v4", "hybrid_cert_v6", "hybrid_ip", "forwarding",
          "newsletter", "subdomains", "no_accepted_domains", "empty_connector_export", "quiet"]
 ATTACKS = ["attacker_connector", "abused_connector", "open_relay", "compromised_mailbox"]
-FORMATS = ["trace_ps51", "trace_ps7", "trace_ndjson", "trace_json_ps51", "summary_utf16",
-           "extended_utf16"]
+FORMATS = ["trace_ps51", "trace_ps7", "trace_ndjson", "trace_json_ps51", "trace_graph",
+           "summary_utf16", "extended_utf16"]
 WITH_CONNECTOR = ["summary_utf16", "extended_utf16"]  # the reports that name the connector
 INTENSITY = [(0, 10), (10, 50), (50, 200), (200, 10**9)]  # recipients an hour
 
@@ -249,8 +249,8 @@ def _traffic(t: Tenant, path: Path, rows: list[dict], org: str) -> None:
         exports.message_trace_csv(path, rows, org, t.fmt[-4:], "us" if t.fmt.endswith("51")
                                   else "iso")
     else:
-        exports.message_trace_json(path, rows, org, "ndjson" if t.fmt == "trace_ndjson"
-                                   else "ps51")
+        exports.message_trace_json(path, rows, org, {"trace_ndjson": "ndjson",
+                                                     "trace_graph": "graph"}.get(t.fmt, "ps51"))
 
 
 def run(seed: int, count: int, work: Path) -> dict[str, object]:
