@@ -209,7 +209,10 @@ class PinCache:
         if since is None:
             con.execute(f"CREATE TEMP TABLE IF NOT EXISTS {TODO} AS "
                         f"SELECT * FROM {NAME}.messages LIMIT 0")
-            con.execute(f"CREATE OR REPLACE TEMP VIEW messages AS SELECT * FROM {TODO}")
+            # only tenants with accepted domains are judged into the cache; the others are
+            # judged each run over their whole lookback (below), never from one batch
+            con.execute(f"CREATE OR REPLACE TEMP VIEW messages AS SELECT * FROM {TODO} "
+                        f"WHERE tenant IN (SELECT tenant FROM {NAME}.accepted_domains)")
         else:
             where = f"WHERE date >= DATE '{since.isoformat()}'"
             listed = f"tenant IN (SELECT tenant FROM {NAME}.accepted_domains)"

@@ -187,17 +187,18 @@ def judge(tenant: str, rows: dict[str, pl.DataFrame], findings: list[dict[str, A
                          *(c["last_traffic_utc"] for c in unusual)) if t is not None]
     last_sign = max(signs) if signs else None
     open_relay = [f for f in findings if f["detection"] == "onprem_relay_setting"]
-    entered = [f["reasons"][0] for f in findings if f["detection"] == "onprem_injection"]
+    # where the mail entered on premises (onprem_injection), told with either failing reason
+    hops = [f["reasons"][0] for f in findings if f["detection"] == "onprem_injection"]
+    entered = f" {'; '.join(hops)}." if hops else ""
     if state != "fresh":
         step3 = (False, stale[0].upper() + stale[1:] + ".")
     elif open_relay:
         step3 = (False, "The latest on-premises configuration still relays: "
-                        + "; ".join(f["reasons"][0] for f in open_relay) + "."
-                 + (" " + "; ".join(entered) + "." if entered else ""))
+                        + "; ".join(f["reasons"][0] for f in open_relay) + "." + entered)
     elif last_sign and last_sign >= clean_since:
         step3 = (False, f"Still relaying: last sign {when(last_sign)}, "
                         f"{_hours(as_of - last_sign)} before as-of; needs {s.clean_hours} h clean."
-                 + (" " + "; ".join(entered) + "." if entered else ""))
+                 + entered)
     else:
         since = (f"since {when(last_sign)} ({_hours(as_of - last_sign)})" if last_sign
                  else f"in the last {lookback} days")
