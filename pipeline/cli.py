@@ -111,12 +111,12 @@ def ingest(obj: dict, paths: tuple[Path, ...], lake: Path | None, tenant: str | 
       relaywatch ingest inbox/ --lake lake/
       relaywatch ingest trace.csv --tenant contoso --date-order dmy
     """
-    from pipeline import ingest as ingest_mod
+    from pipeline import inbox, ingest as ingest_mod
 
     s = obj["settings"].with_overrides(lake=lake, date_order=date_order,
                                        headerless_msgtrk=headerless_msgtrk)
     show_bar = sys.stderr.isatty() and not obj["quiet"]
-    total = ingest_mod.total_bytes(paths) if show_bar else 0
+    total = inbox.total_bytes(paths) if show_bar else 0
     if show_bar and total > 20_000_000:
         with click.progressbar(length=total, label="ingesting", file=sys.stderr) as bar:
             report = ingest_mod.ingest(paths, s, tenant, progress=bar.update, rehash=rehash)

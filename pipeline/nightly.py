@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from pipeline import detect, doctor, ingest, mail, render, report
+from pipeline.inbox import check_apart
 from pipeline.errors import (
     EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, ConfigError, RelaywatchError, unexpected,
 )
@@ -74,7 +75,7 @@ def run(settings: Settings, inbox: Path, as_of: datetime, email_to: list[str] | 
     if not Path(inbox).is_dir():
         raise ConfigError(f"{inbox}: inbox folder not found (expected <inbox>/<tenant>/<files>)")
     Lake(settings.lake).check_place()
-    ingest.check_apart([("inbox", inbox), ("lake", settings.lake),
+    check_apart([("inbox", inbox), ("lake", settings.lake),
                         ("reports", settings.reports)])
     if keep_days is not None and as_of > datetime.now(timezone.utc) + MAX_CLOCK_SKEW:
         raise ConfigError(f"--as-of {as_of:%Y-%m-%d %H:%M}Z is in the future: with --keep-days "

@@ -136,7 +136,7 @@ def test_a_big_files_parts_do_not_wait_for_its_hash(
         waited.append(enough.wait(20))
         if case == "unreadable":
             raise OSError(5, "Input/output error")
-        return ingest_mod.hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_size
+        return hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_size
 
     waited: list[bool] = []
     monkeypatch.setattr(formats, "_parse_csv", parse)
@@ -163,12 +163,12 @@ def test_a_big_files_parts_do_not_wait_for_its_hash(
 @pytest.mark.parametrize("size", [0, 1, 6, 7, 8, 50])
 def test_file_sha256_reads_in_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                      size: int) -> None:
-    from pipeline import ingest as ingest_mod
+    from pipeline import manifest
 
-    monkeypatch.setattr(ingest_mod, "HASH_BLOCK", 7)
+    monkeypatch.setattr(manifest, "HASH_BLOCK", 7)
     data = os.urandom(size)
     (tmp_path / "f").write_bytes(data)
-    assert ingest_mod.file_sha256(tmp_path / "f") == (hashlib.sha256(data).hexdigest(), size)
+    assert manifest.file_sha256(tmp_path / "f") == (hashlib.sha256(data).hexdigest(), size)
 
 
 def test_rows_seen_in_two_exports_are_merged(tmp_path: Path) -> None:
@@ -511,8 +511,8 @@ def test_accepted_domains_already_in_the_lake_decide_direction(build, tmp_path: 
 
 
 def test_discovery_lists_files_by_folder_and_names_what_it_cannot_take(tmp_path: Path) -> None:
-    from pipeline import ingest as ingest_mod
-    from pipeline.ingest import discover
+    from pipeline import inbox as inbox_mod
+    from pipeline.inbox import discover
 
     inbox = tmp_path / "inbox"
     t = inbox / "acme"
@@ -527,7 +527,7 @@ def test_discovery_lists_files_by_folder_and_names_what_it_cannot_take(tmp_path:
     assert got == [
         ("acme/linked", "a symlinked folder; copy the files into the inbox instead"),
         ("acme/a.csv", None), ("acme/inside.csv", None),
-        ("acme/pipe", ingest_mod.NOT_REGULAR), ("acme/z.csv", None),
+        ("acme/pipe", inbox_mod.NOT_REGULAR), ("acme/z.csv", None),
         ("acme/b/x.csv", None), ("acme/b/deep/y.csv", None),
     ]
     assert [f.tenant for f in discover([t], "other")][1:3] == ["other", "other"]

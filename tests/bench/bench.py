@@ -25,6 +25,9 @@ from datetime import date, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tests.bench.shapes import Shapes  # noqa: E402
 PY = sys.executable
 RW = [PY, "-m", "pipeline"]
 END = date(2026, 11, 27)
@@ -273,12 +276,13 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=float(os.environ.get("BENCH_SCALE", 1)))
     ap.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", 3)))
     ap.add_argument("--work", type=Path, help="Keep data here between runs (default: temp)")
-    ap.add_argument("--only", default="ingest,memory,nightly",
+    ap.add_argument("--only", default="ingest,memory,nightly,shapes",
                     help="Comma-separated parts to run: ingest, memory, nightly (nightly also "
-                         "times detect and report on the lake it builds)")
+                         "times detect and report on the lake it builds), shapes (every "
+                         "export shape against its bare engine: tests/bench/shapes.py)")
     args = ap.parse_args()
     parts = set(args.only.split(","))
-    if unknown := parts - {"ingest", "memory", "nightly"}:
+    if unknown := parts - {"ingest", "memory", "nightly", "shapes"}:
         ap.error(f"--only: unknown part(s) {', '.join(sorted(unknown))}")
     work = args.work or Path(tempfile.mkdtemp(prefix="relaywatch-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -286,8 +290,9 @@ def main() -> None:
     print(f"relaywatch bench: scale {args.scale}, median of {args.runs} runs, data in {work}",
           file=sys.stderr)
     started = time.perf_counter()
+    shapes = Shapes(bench, run, median_of, RW, PY)
     for part, measure in (("ingest", bench.ingest), ("memory", bench.memory_ingest),
-                          ("nightly", bench.nightly_and_detect)):
+                          ("nightly", bench.nightly_and_detect), ("shapes", shapes.all)):
         if part in parts:
             measure()
     print(f"\nMachine: {platform.machine()}, {os.cpu_count()} cores, "
