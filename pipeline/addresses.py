@@ -1,5 +1,8 @@
 """IP addresses and ranges compared by the standard library's `ipaddress`, IPv4 and IPv6
-alike, as DuckDB functions of a relaywatch session (no hand-written bit maths).
+alike, as DuckDB functions of a relaywatch session (no hand-written bit maths); and the
+Public Suffix List (publicsuffixlist's bundled copy) as a table, `public_suffixes`, that the
+macro is_public_suffix() reads, so the views that use it also open in plain DuckDB (the
+catalog).
 
 A range is written as Exchange writes them: one address, a CIDR (`203.0.113.0/24`,
 `2001:db8::/48`) or a span (`192.168.0.10-192.168.0.20`). An IPv4-mapped IPv6 address
@@ -10,8 +13,10 @@ from __future__ import annotations
 
 import ipaddress
 from functools import lru_cache
+from importlib import resources
 
 import duckdb
+import pyarrow as pa
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -62,8 +67,36 @@ def range_prefix(rng: str) -> int | None:
     return 32 - (bounds[2] - bounds[1]).bit_length()
 
 
+@lru_cache(maxsize=1)
+def public_suffixes() -> pa.Table:
+    """The Public Suffix List's rules as rows (suffix, kind), names in their ASCII (`xn--`)
+    form as the lake keeps domains: kind `exact` (`co.uk`), `wildcard` (`*.ck`: the names
+    one label under it) or `exception` (`!www.ck`: not public after all)."""
+    text = (resources.files("publicsuffixlist") / "public_suffix_list.dat").read_text(
+        encoding="utf-8")
+    suffixes, kinds = [], []
+    for line in text.splitlines():
+        rule = line.strip().split(" ")[0]
+        if not rule or rule.startswith("//"):
+            continue
+        kind = "wildcard" if rule.startswith("*.") else "exception" if rule[0] == "!" else "exact"
+        name = rule[{"wildcard": 2, "exception": 1, "exact": 0}[kind]:]
+        if not name.isascii():
+            try:
+                name = name.encode("idna").decode("ascii")
+            except UnicodeError:
+                continue
+        suffixes.append(name.lower())
+        kinds.append(kind)
+    return pa.table({"suffix": pa.array(suffixes, pa.string()),
+                     "kind": pa.array(kinds, pa.string())})
+
+
 def register(con: duckdb.DuckDBPyConnection) -> None:
     """Make ip_in_range(ip, range) and range_prefix(range) callable in this connection
     (DuckDB calls them per distinct value; NULL in, NULL out)."""
     con.create_function("ip_in_range", ip_in_range, ["VARCHAR", "VARCHAR"], "BOOLEAN")
     con.create_function("range_prefix", range_prefix, ["VARCHAR"], "INTEGER")
+    con.register("_psl", public_suffixes())
+    con.execute("CREATE OR REPLACE TABLE public_suffixes AS SELECT * FROM _psl")
+    con.unregister("_psl")

@@ -25,7 +25,7 @@ from pipeline.sql import PINNED_COLUMNS, Session
 
 DETECTIONS = ("tenant_activity", "unprovisioned_senders", "volume_spikes",
               "suspicious_connectors", "block_ndrs", "restricted_senders",
-              "onprem_relay_settings", "onprem_injection")
+              "onprem_relay_settings", "onprem_injection", "config_changes")
 
 
 def parse_as_of(text: str | None, now: datetime | None = None) -> datetime:
@@ -313,8 +313,29 @@ def _injection(rows: pl.DataFrame, relays: Relays, run: Run) -> Findings:
     return out
 
 
+def _changes(rows: pl.DataFrame, relays: Relays, run: Run) -> Findings:
+    """Which change started it: a configuration change followed within change_follow_hours
+    by more unregistered-domain or spam mail than preceded it. Evidence next to the traffic
+    (info: the traffic itself is what the verdict weighs)."""
+    out = []
+    for r in rows.iter_rows(named=True):
+        who = " ".join(filter(None, (f"by {r['changed_by']}" if r["changed_by"] else None,
+                                     f"from {r['from_ip']}" if r["from_ip"] else None)))
+        scope = "it" if r["traffic_scope"] == "connector" else "the tenant"
+        reason = (f"{r['change']} {r['object']!r} {who + ' ' if who else ''}at "
+                  f"{verdict.when(r['changed_utc'])} ({r['source']}); {r['minutes_after']:,} "
+                  f"minutes later {scope} carried mail from {r['unregistered_domains']:,} "
+                  f"unregistered domain(s): {r['recipients_after']:,} unregistered or spam "
+                  f"recipients in the {run.settings.change_follow_hours} h after, "
+                  f"{r['recipients_before']:,} in the {run.settings.change_follow_hours} h before")
+        out.append(_finding(r["tenant"], "config_change", "info", f"{r['change']}:{r['object']}",
+                            r["changed_utc"], r["first_after_utc"], None, r["recipients_after"],
+                            0, [reason], r))
+    return out
+
+
 _BUILDERS = {"unprovisioned_senders": _unprovisioned, "volume_spikes": _spikes,
              "suspicious_connectors": _connectors, "block_ndrs": _ndrs,
              "restricted_senders": _restricted, "onprem_relay_settings": _onprem,
-             "onprem_injection": _injection}
+             "onprem_injection": _injection, "config_changes": _changes}
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape
 
 Row = dict[str, Any]
 TRACE_STATUS = {"delivered": "Delivered", "failed": "Failed", "pending": "Pending",
@@ -117,14 +118,98 @@ def message_trace_json(path: Path, rows: Sequence[Row], org: str, style: str = "
     _write_text(path, text, "utf-8")
 
 
+CLIXML_NS = 'xmlns="http://schemas.microsoft.com/powershell/2004/04"'
+
+
+class Clixml:
+    """Export-Clixml's writing: each object and list gets a RefId and is written once,
+    repeats as <Ref>; control characters as _xHHHH_; times as <DT>; `type_name` in <TN>."""
+
+    def __init__(self, type_name: str | None = None) -> None:
+        self.ref = 0
+        self.seen: dict[int, int] = {}
+        self.type_name = type_name
+
+    def value(self, v: object, name: str | None = None) -> str:
+        n = f' N="{escape(name, {chr(34): "&quot;"})}"' if name is not None else ""
+        if v is None:
+            return f"<Nil{n} />"
+        if isinstance(v, bool):
+            return f"<B{n}>{str(v).lower()}</B>"
+        if isinstance(v, int):
+            return f"<I64{n}>{v}</I64>"
+        if isinstance(v, datetime):
+            return f"<DT{n}>{fmt_time(v, 'iso7')}</DT>"
+        if isinstance(v, str):
+            text = "".join(f"_x{ord(c):04X}_" if ord(c) < 32 else c for c in v)
+            return f"<S{n}>{escape(text)}</S>"
+        if id(v) in self.seen:
+            return f'<Ref{n} RefId="{self.seen[id(v)]}" />'
+        self.seen[id(v)] = ref = self.ref
+        self.ref += 1
+        if isinstance(v, list):
+            items = "".join(self.value(x) for x in v)
+            return (f'<Obj{n} RefId="{ref}"><TN RefId="{ref}"><T>System.Object[]</T></TN>'
+                    f"<LST>{items}</LST></Obj>")
+        assert isinstance(v, dict)
+        props = "".join(self.value(x, k) for k, x in v.items())
+        tn = (f'<TN RefId="t{ref}"><T>Deserialized.{self.type_name}</T></TN>'
+              if self.type_name and name is None else "")
+        return f'<Obj{n} RefId="{ref}">{tn}<Props>{props}</Props></Obj>'
+
+    def document(self, objects: Sequence[dict]) -> str:
+        return (f'<Objs Version="1.1.0.1" {CLIXML_NS}>' + "".join(self.value(o) for o in objects)
+                + "</Objs>")
+
+
+def message_trace_clixml(path: Path, rows: Sequence[Row], org: str) -> None:
+    """Get-MessageTrace | Export-Clixml (UTF-8 with BOM; times as <DT>, sizes as numbers)."""
+    objs = []
+    for values in _trace_values(rows, org, "iso"):
+        o = dict(zip(TRACE_FIELDS, values, strict=True))
+        for k in ("Received", "StartDate", "EndDate"):
+            o[k] = datetime.fromisoformat(o[k])
+        objs.append(o)
+    _write_text(path, Clixml("Microsoft.Exchange.Management.FfoReporting.MessageTrace")
+                .document(objs), "utf-8-sig")
+
+
+def detail_events(rows: Sequence[Row]) -> list[Row]:
+    """Get-MessageTraceDetail's events for canonical rows: Receive, a Spam event where EOP's
+    filter caught it (SFV=SPM), then the outcome (Deliver, Fail with its NDR, ...)."""
+    out = []
+    for r in rows:
+        out.append({**r, "time": r["received_utc"], "event": "Receive",
+                    "detail": "Message received by: AM0PR01MB1234.eurprd01.prod.outlook.com"})
+        if r.get("status") in ("filtered_as_spam", "quarantined"):
+            out.append({**r, "time": r["received_utc"] + timedelta(seconds=1), "event": "Spam",
+                        "action": "", "detail": "Message was marked as spam",
+                        "data": "<MEP Name=\"CustomData\" String=\"S:SFV=SPM;SCL=5\"/>"})
+        out.append({**r, "time": r["received_utc"] + timedelta(seconds=2),
+                    "event": EVENT_FOR.get(r.get("status") or "", "Deliver"), "action": "",
+                    "detail": r.get("ndr") or ""})
+    return out
+
+
 def message_trace_detail_csv(path: Path, events: Sequence[Row], org: str) -> None:
     """Get-MessageTraceDetail | Export-Csv -NoTypeInformation (PowerShell 7, ISO dates)."""
     header = ["Organization", "MessageId", "MessageTraceId", "Date", "Event", "Action",
               "Detail", "Data", "RecipientAddress", "SenderAddress"]
     _write_text(path, _csv(header, ([org, e.get("message_id"), e.get("network_message_id"),
                                      fmt_time(e["time"], "iso"), e["event"], e.get("action"),
-                                     e.get("detail"), None, e.get("recipient_address"),
+                                     e.get("detail"), e.get("data"), e.get("recipient_address"),
                                      e.get("sender_address")] for e in events)), "utf-8")
+
+
+def graph_trace_detail_json(path: Path, events: Sequence[Row]) -> None:
+    """Microsoft Graph's exchangeMessageTraceDetail (getDetailsByRecipient), as saved from
+    the API: `{"value": [...]}`; the records name the message by its Message-ID only."""
+    _write_text(path, json.dumps({"value": [
+        {"@odata.type": "#microsoft.graph.exchangeMessageTraceDetail",
+         "id": f"{i:08x}-0000-4000-8000-000000000000", "messageId": e.get("message_id"),
+         "dateTime": fmt_time(e["time"], "iso"), "event": e["event"],
+         "action": e.get("action") or None, "description": e.get("detail"),
+         "data": e.get("data")} for i, e in enumerate(events)]}, indent=2), "utf-8")
 
 
 SUMMARY_FIELDS = ["origin_timestamp_utc", "sender_address", "recipient_status",
@@ -221,6 +306,33 @@ def tracking_log(path: Path, events: Sequence[Row], version: str = "15.01.2375.0
     _write_text(path, "\ufeff" + head + body.getvalue(), "utf-8")
 
 
+def tracking_events(rows: Sequence[Row], server: str,
+                    send_connector: str = "Outbound to Office 365") -> list[Row]:
+    """The tracking-log events of an on-premises server `server` for canonical rows (its
+    users' mail, relayed to Exchange Online by the send connector, and mail from Exchange
+    Online delivered to its mailboxes), for tracking_log(). A row's "onprem" dict overrides
+    the RECEIVE event's fields (client-ip, client-hostname, connector-id)."""
+    events = []
+    for r in rows:
+        inbound = r.get("direction") == "inbound"
+        f = {"client-ip": "10.0.0.25", "client-hostname": f"wks.{server.lower()}.local",
+             "server-hostname": server, "source": "SMTP",
+             "connector-id": f"{server}\\{'Default Frontend' if inbound else 'Client Frontend'}"
+                             f" {server}",
+             "message-id": r.get("message_id"), "network-message-id": r.get("network_message_id"),
+             "recipient-address": r["recipient_address"], "recipient-count": 1,
+             "sender-address": r["sender_address"], "return-path": r["sender_address"],
+             "directionality": "Incoming" if inbound else "Originating",
+             "message-subject": r.get("subject"), **r.get("onprem", {})}
+        t0 = r["received_utc"] - timedelta(seconds=2)
+        events.append({"time": t0, "fields": {**f, "event-id": "RECEIVE"}})
+        events.append({"time": t0 + timedelta(seconds=1), "fields": {
+            **f, "event-id": "DELIVER", "source": "STOREDRIVER", "connector-id": ""} if inbound
+            else {**f, "event-id": "SEND", "connector-id": send_connector,
+                  "recipient-status": "250 2.6.0 Queued mail for delivery"}})
+    return sorted(events, key=lambda e: e["time"])
+
+
 def accepted_domains_json(path: Path, domains: Sequence[Row]) -> None:
     objs = [{"DomainName": {"Domain": d["domain_name"], "Address": d["domain_name"],
                             "IncludeSubDomains": False},
@@ -238,6 +350,17 @@ INBOUND_FIELDS = ["Name", "Enabled", "ConnectorType", "ConnectorSource", "Sender
                   "RestrictDomainsToIPAddresses", "RestrictDomainsToCertificate",
                   "CloudServicesMailEnabled", "TreatMessagesAsInternal", "Comment",
                   "WhenCreatedUTC", "WhenChangedUTC"]
+
+
+def accepted_domains_csv(path: Path, domains: Sequence[Row]) -> None:
+    """Get-AcceptedDomain | Select-Object ... | Export-Csv -NoTypeInformation (PowerShell 7)."""
+    _write_text(path, _csv(["DomainName", "DomainType", "Default", "MatchSubDomains",
+                            "WhenCreatedUTC"], ([
+        d["domain_name"], d.get("domain_type", "Authoritative"),
+        "True" if d.get("is_default") else "False",
+        "True" if d.get("match_subdomains") else "False",
+        fmt_time(d["when_created_utc"], "iso")] for d in domains)).replace("\r\n", "\n"),
+        "utf-8")
 
 
 def _inbound_values(c: Row, time_style: str, join: str | None) -> list[Any]:

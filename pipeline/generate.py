@@ -153,16 +153,6 @@ def _domains(t: Tenant, created: datetime, extra: list[dict] | None = None) -> l
             *(extra or [])]
 
 
-def _detail_events(rows: list[dict]) -> list[dict]:
-    out = []
-    for r in rows:
-        out.append({**r, "time": r["received_utc"], "event": "Receive",
-                    "detail": "Message received by: AM0PR01MB1234.eurprd01.prod.outlook.com"})
-        out.append({**r, "time": r["received_utc"] + timedelta(seconds=2), "event": "Fail",
-                    "action": "", "detail": r["ndr"]})
-    return out
-
-
 def write_historical(path: Path, rows: int, encoding: str = "utf-8", days: int = 28,
                      end: date = Spec.end, seed: int = 7) -> int:
     """One large tenant's historical-search summary report of about `rows` CSV rows, one
@@ -222,7 +212,7 @@ def write_inbox(inbox: Path, spec: Spec) -> list[tuple[Path, int]]:
                 out(p, len(rows))
         failed = [r for r in relay if r["ndr"]][-300:]
         p = d / "messagetrace_detail_ndr.csv"
-        exports.message_trace_detail_csv(p, _detail_events(failed), t.org)
+        exports.message_trace_detail_csv(p, exports.detail_events(failed), t.org)
         out(p, len(failed) * 2)
         write_domains(t, d)
         connectors = [

@@ -54,7 +54,7 @@ def wingtip(inbox: Path, days: list[date], end: date, created: datetime, out: Ou
     rng = t.rng
     d = inbox / t.slug
     via = "Inbound from Wingtip on-premises"
-    cloud, events = [], []
+    cloud: list[dict] = []
     start = datetime(end.year, end.month, end.day, tzinfo=created.tzinfo) - timedelta(days=2)
     for day in days:
         cloud += t.ordinary_day(day)
@@ -65,25 +65,15 @@ def wingtip(inbox: Path, days: list[date], end: date, created: datetime, out: Ou
             r["connector"], r["client_ip"] = via, "203.0.113.80"
     cloud.sort(key=lambda r: r["received_utc"])
     relayed = {r["network_message_id"] for r in spam}
-    for r in cloud:
-        if r["direction"] == "inbound":
-            continue
+    sent = [r for r in cloud if r["direction"] != "inbound"]
+    for r in sent:
         bad = r["network_message_id"] in relayed
-        f = {"client-ip": "185.220.101.7" if bad else f"10.2.0.{rng.randint(10, 60)}",
-             "client-hostname": "vps-4471.example-hosting.net" if bad else "wks.wingtip.local",
-             "server-hostname": "MAIL01",
-             "connector-id": "MAIL01\\Scanner relay" if bad else "MAIL01\\Client Frontend MAIL01",
-             "source": "SMTP", "message-id": r["message_id"],
-             "network-message-id": r["network_message_id"],
-             "recipient-address": r["recipient_address"], "recipient-count": 1,
-             "sender-address": r["sender_address"], "return-path": r["sender_address"],
-             "directionality": "Originating", "message-subject": r["subject"]}
-        t0 = r["received_utc"] - timedelta(seconds=2)
-        events.append({"time": t0, "fields": {**f, "event-id": "RECEIVE"}})
-        events.append({"time": t0 + timedelta(seconds=1), "fields": {
-            **f, "event-id": "SEND", "connector-id": "Mail to Office 365",
-            "recipient-status": "250 2.6.0 Queued mail for delivery"}})
-    events.sort(key=lambda e: e["time"])
+        r["onprem"] = {"client-ip": "185.220.101.7" if bad else f"10.2.0.{rng.randint(10, 60)}",
+                       "client-hostname": "vps-4471.example-hosting.net" if bad
+                       else "wks.wingtip.local",
+                       "connector-id": "MAIL01\\Scanner relay" if bad
+                       else "MAIL01\\Client Frontend MAIL01"}
+    events = exports.tracking_events(sent, "MAIL01", "Mail to Office 365")
     for day in {e["time"].date() for e in events}:
         p = d / f"MSGTRK{day:%Y%m%d}00-1.LOG"
         exports.tracking_log(p, [e for e in events if e["time"].date() == day])

@@ -427,6 +427,7 @@ def merge_duplicates(df: pl.DataFrame) -> pl.DataFrame:
     and its detail, a trace and a historical search, the on-premises hop of a hybrid
     tenant's mail); each contributes the columns it has.
     """
+    df = _fold_message_events(df)
     msg = pl.col("network_message_id")
     if df.get_column("network_message_id").has_nulls():  # the fallback key costs a pass
         msg = pl.coalesce(msg, pl.col("message_id"), pl.concat_str(
@@ -448,6 +449,42 @@ def merge_duplicates(df: pl.DataFrame) -> pl.DataFrame:
         + [pl.col("received_utc").min()]
     )
     return _in_place(df.drop("_msg"), dup, merged.select(df.columns).drop("_msg"))
+
+
+# Graph's exchangeMessageTraceDetail names no recipient: its row is about the message
+MESSAGE_EVENTS = "graph_message_trace_detail"
+
+
+def _fold_message_events(df: pl.DataFrame) -> pl.DataFrame:
+    """Fold rows about a whole message (no recipient) into its recipient rows of the same
+    Message-ID: their NDR code where a row has none, and their spam verdict. A message
+    whose recipient rows are not in the partition (yet) keeps its row, folded when they
+    come (every write merges the whole partition again)."""
+    if df.get_column("recipient_address").null_count() == 0:  # metadata: the usual case
+        return df
+    about = (pl.col("recipient_address").is_null() & pl.col("message_id").is_not_null()
+             & pl.col("source_format").cast(pl.String).str.starts_with(MESSAGE_EVENTS)
+             ).fill_null(False)
+    mask = df.select(about).to_series()
+    if not mask.any():
+        return df
+    notes = df.filter(mask)
+    rows = df.filter(~mask)
+    signals = notes.group_by("message_id").agg(
+        pl.col("ndr_code").drop_nulls().last().alias("_ndr"),
+        pl.col("spam_verdict").fill_null(False).any().alias("_spam"))
+    rows = rows.join(signals, on="message_id", how="left", maintain_order="left")
+    spam = pl.col("_spam").fill_null(False)
+    status_type = df.schema["status"]
+    rows = rows.with_columns(
+        pl.coalesce("ndr_code", "_ndr").alias("ndr_code"),
+        pl.when(spam).then(True).otherwise(pl.col("spam_verdict")).alias("spam_verdict"),
+        pl.when(spam & pl.col("status").cast(pl.String).is_in(["delivered", "received"]))
+        .then(pl.lit("filtered_as_spam")).otherwise(pl.col("status").cast(pl.String))
+        .cast(status_type).alias("status"),
+    ).drop("_ndr", "_spam")
+    alone = notes.filter(~pl.col("message_id").is_in(rows["message_id"].drop_nulls().implode()))
+    return _by_time(pl.concat([rows, alone]))
 
 
 def _by_time(df: pl.DataFrame) -> pl.DataFrame:

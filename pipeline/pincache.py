@@ -170,12 +170,10 @@ class PinCache:
     def _mark_changed_tenants(self, con: duckdb.DuckDBPyConnection) -> None:
         """List the tenants whose accepted domains are not what their rows were judged with
         (refresh judges them again before any query reads the cache)."""
-        # what a judgement depends on: per domain and MatchSubDomains, the earliest creation
-        # (a daily snapshot of the same domains changes nothing)
-        state = (f"SELECT tenant, bit_xor(hash(domain_name, match_subdomains, since)) AS h "
-                 f"FROM (SELECT tenant, domain_name, match_subdomains, "
-                 f"min(coalesce(when_created_utc, '-infinity'::TIMESTAMPTZ)) AS since "
-                 f"FROM {NAME}.accepted_domains GROUP BY ALL) GROUP BY tenant")
+        # what a judgement depends on: each accepted domain's spans as the tenant's own
+        # (snapshots and audit events; a daily snapshot of the same domains changes nothing)
+        state = ("SELECT tenant, bit_xor(hash(domain_name, match_subdomains, covered_since, "
+                 "covered_until)) AS h FROM known_domains WHERE NOT inferred GROUP BY tenant")
         con.execute(f"""
             INSERT INTO {NAME}.rejudge
             SELECT coalesce(n.tenant, o.tenant) FROM ({state}) AS n

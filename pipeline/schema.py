@@ -267,6 +267,25 @@ ONPREM_HOPS = Table(
     ),
 )
 
+EXO_SETTINGS = Table(
+    "exo_settings",
+    "exo_settings/tenant=<slug>/<sha>.parquet",
+    "Exchange Online settings objects ScubaGear's ProviderSettingsExport.json holds "
+    "(transport rules, transport config, remote domains, connection filter), one row per "
+    "object per snapshot, the whole object kept as JSON for the findings and ad hoc SQL.",
+    (
+        *_SNAPSHOT,
+        _c("section", pl.String, "transport_rule, transport_config, remote_domains or "
+                                 "conn_filter (ScubaGear's key)."),
+        _c("name", pl.String, "Name, else Identity (attacker-controlled text)."),
+        _c("state", pl.String, "A transport rule's State (Enabled, Disabled)."),
+        _c("when_created_utc", UTC_TS, "WhenCreatedUTC."),
+        _c("when_changed_utc", UTC_TS, "WhenChangedUTC."),
+        _c("properties", pl.String, "The object as ScubaGear wrote it (JSON)."),
+        *_SOURCE,
+    ),
+)
+
 AUDIT_EVENTS = Table(
     "audit_events",
     "audit_events/tenant=<slug>/<sha>.parquet",
@@ -441,6 +460,7 @@ TABLES: dict[str, Table] = {
     t.name: t
     for t in (MESSAGES, ACCEPTED_DOMAINS, INBOUND_CONNECTORS, OUTBOUND_CONNECTORS,
               RECEIVE_CONNECTORS, SEND_CONNECTORS, AD_PERMISSIONS, ONPREM_HOPS, AUDIT_EVENTS,
+              EXO_SETTINGS,
               REJECTS,
               INGEST_LOG, FINDINGS, VERDICTS, BASELINES, CHART_HOURS, NDR_DAYS)
 }
@@ -485,18 +505,24 @@ OUTBOUND_VOLUMES = Table(
 
 KNOWN_DOMAINS = Table(
     "known_domains",
-    "view over `accepted_domains` and `messages` (queries/views/known_domains.sql)",
-    "Each tenant's own domains, which direction and registration are judged with: its "
-    "accepted domains, or, without an accepted-domains export, the domains inferred from its "
-    "mail (received for, or exchanging mail both ways with `infer_min_counterparties` other "
-    "domains).",
+    "view over `accepted_domains`, `audit_events` and `messages` "
+    "(queries/views/known_domains.sql)",
+    "Each tenant's own domains, which direction and registration are judged with, a row per "
+    "span of time a domain was its own: its accepted domains as they were at each "
+    "message's time (snapshots and audit events), or, without an accepted-domains export, "
+    "the domains inferred from its mail (received for, or exchanging mail both ways with "
+    "`infer_min_counterparties` other domains).",
     (
         _c("tenant", pl.String, "Tenant slug."),
         _c("domain_name", pl.String, "Domain, lower-case."),
         _c("match_subdomains", pl.Boolean, "Also covers every subdomain (always for inferred)."),
-        _c("covered_since", UTC_TS, "Earliest WhenCreatedUTC of the accepted domain (-infinity "
-                                    "when unknown or inferred): mail sent earlier was not "
-                                    "from a registered domain."),
+        _c("covered_since", UTC_TS, "Start of a span the domain was the tenant's own: its "
+                                    "WhenCreatedUTC or a New-AcceptedDomain audit event "
+                                    "(-infinity when unknown or inferred); mail sent earlier "
+                                    "was not from a registered domain."),
+        _c("covered_until", UTC_TS, "End of that span: a Remove-AcceptedDomain audit event or "
+                                    "the first whole snapshot without it (NULL: still the "
+                                    "tenant's own)."),
         _c("inferred", pl.Boolean, "Inferred from the tenant's mail, not from an export."),
     ),
 )

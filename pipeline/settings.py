@@ -89,6 +89,12 @@ class DetectSettings:
                                           "domain an attacker sends from hears from nobody.")
     restricted_min_recipients: int = _t(10, "Recipients a sender still pushes after its first "
                                             "5.1.8 (restricted) NDR that count as still active.")
+    change_follow_hours: int = _t(24, "Hours after a configuration change (a connector "
+                                      "created or changed, an accepted domain added, a "
+                                      "transport rule, a relay permission) in which the "
+                                      "unregistered-domain or spam mail that follows is put "
+                                      "next to it: an attacker uses what they set up within "
+                                      "hours, and a day keeps unrelated weeks apart.")
 
 
 # The values each threshold may take, from wherever it comes (file, flag): outside them a
@@ -105,6 +111,7 @@ DETECT_RANGES: dict[str, tuple[float, float]] = {
     "flood_days": (1, 31), "flood_hours": (2, 168), "flood_min_domains": (1, 100_000),
     "established_days": (1, 366), "wide_range_prefix": (0, 32), "connector_score": (1, 1000),
     "restricted_min_recipients": (1, 1_000_000), "infer_min_counterparties": (1, 1000),
+    "change_follow_hours": (1, 720),
 }
 
 

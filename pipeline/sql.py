@@ -70,6 +70,19 @@ CREATE OR REPLACE MACRO is_bounce(ndr_code) AS  -- the address does not exist (b
 CREATE OR REPLACE MACRO is_spam(status, spam_verdict, ndr_code) AS
     status IN ('filtered_as_spam', 'quarantined') OR coalesce(spam_verdict, false)
     OR ndr_code IN ('5.7.750', '5.7.705', '5.7.711', '5.1.8', '5.7.708', '5.7.64');
+CREATE OR REPLACE MACRO is_public_suffix(d) AS (  -- `*.<it>` covers the internet (PSL)
+    d IS NULL OR d IN ('', '*') OR NOT contains(d, '.')  -- a bare TLD, listed or not
+    OR (EXISTS (SELECT 1 FROM public_suffixes AS p
+                WHERE p.suffix = lower(d) AND p.kind <> 'exception'
+                   OR p.kind = 'wildcard'
+                      AND p.suffix = regexp_replace(lower(d), '^[^.]+\.', ''))
+        AND NOT EXISTS (SELECT 1 FROM public_suffixes AS p
+                        WHERE p.kind = 'exception' AND p.suffix = lower(d))));
+CREATE OR REPLACE MACRO covered(first_since, ended, spans, ts) AS  -- in a known_domains span
+    coalesce(CASE WHEN NOT ended THEN ts >= first_since
+                  ELSE list_bool_or(list_transform(spans, lambda x:
+                           ts >= x.span_from AND (x.span_to IS NULL OR ts < x.span_to))) END,
+             false);
 """
 
 # [detect] settings the derived views of queries/views/ read with getvariable()
@@ -87,6 +100,7 @@ CREATE OR REPLACE MACRO is_provisioned(t, dom, ts) AS (
     dom IS NULL OR dom = t || '.onmicrosoft.com' OR EXISTS (
         SELECT 1 FROM known_domains AS k
         WHERE k.tenant = t AND ts >= k.covered_since
+          AND (k.covered_until IS NULL OR ts < k.covered_until)
           AND (dom = k.domain_name
                OR (k.match_subdomains AND ends_with(dom, '.' || k.domain_name)))));
 CREATE OR REPLACE MACRO outbound_hours(since, until) AS TABLE

@@ -33,6 +33,14 @@ class Relaying:
     summary: str
 
 
+def _removed(activity: dict) -> str:
+    """The accepted domains the tenant removed, which its mail is judged without since."""
+    gone = activity.get("removed_domains") or []
+    return ("; no longer accepted domains (mail from them since counts as unregistered): "
+            + ", ".join(f"{d['domain']} since {when(d['removed_utc'])}" for d in gone)
+            if gone else "")
+
+
 def _n(count: int, word: str) -> str:
     return f"{count:,} {word}{'' if count == 1 else 's'}"
 
@@ -135,7 +143,7 @@ def judge(tenant: str, rows: dict[str, pl.DataFrame], findings: list[dict[str, A
         >= clean_since)]
     compromise = [f for f in findings if f["severity"] == "compromise"]
 
-    # Step 1: every domain it sends from is registered
+    # Step 1: every domain it sends from is registered (as it was when the mail was sent)
     inferred = activity.get("inferred_domains") or []
     if not activity["has_accepted_domains"]:
         judged = (f"its own domains were inferred from its mail ({', '.join(inferred[:8])}"
@@ -149,7 +157,7 @@ def judge(tenant: str, rows: dict[str, pl.DataFrame], findings: list[dict[str, A
                    "tenant's inbox folder.")
     elif relay.relaying and relay.last_utc and relay.last_utc >= clean_since:
         step1 = (False, f"Unregistered domains still sending in the last {s.clean_hours} h: "
-                        f"{relay.summary}; " + "; ".join(relay.why) + ".")
+                        f"{relay.summary}; " + "; ".join(relay.why) + _removed(activity) + ".")
     elif relay.recipients == 0:
         step1 = (True, f"All {activity['window_outbound']:,} outbound recipients in the last "
                        f"{s.window_days} days came from registered domains.")
@@ -179,6 +187,11 @@ def judge(tenant: str, rows: dict[str, pl.DataFrame], findings: list[dict[str, A
     else:
         step2 = (True, f"{_n(len(listed), 'inbound connector')} listed, none unusual"
                        + (f"; {'; '.join(removed)}" if removed else "") + ".")
+
+    # which change started it (config_changes): told next to the connectors and the verdict
+    started = [f["reasons"][0] for f in findings if f["detection"] == "config_change"]
+    if started:
+        step2 = (step2[0], step2[1] + " Which change started it: " + "; ".join(started) + ".")
 
     # Step 3: the on-premises side no longer relays spam
     signs = [t for t in (relay.last_utc if relay.relaying else None,
@@ -237,6 +250,8 @@ def judge(tenant: str, rows: dict[str, pl.DataFrame], findings: list[dict[str, A
                        + ("; judged against the domains inferred from its mail (no "
                           "accepted-domains export)" if inferred else ""))
     reasons += [_headline(f) for f in compromise if f["detection"] != "unprovisioned_domain"]
+    if relay.relaying or compromise:
+        reasons += [f"which change started it: {r}" for r in started]
     if recommendation == "unblock" and latest_block and not failing:
         reasons.append(f"was blocked ({latest_block['ndr_code']}), clean since then: "
                        "ready to request an unblock")

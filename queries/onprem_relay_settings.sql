@@ -2,7 +2,8 @@
 -- Example: as_of=2026-11-28 tenant=tailspin
 -- One row per setting found in each table's snapshot nearest as_of (one taken before it
 -- preferred, as for the inbound connectors):
---   relay_domain_wildcard: an accepted domain `*` or `*.<top-level domain>` of type
+--   relay_domain_wildcard: an accepted domain `*` or `*.<public suffix>` (`*.com`,
+--     `*.co.uk`: anyone can register under it, by the Public Suffix List) of type
 --     InternalRelay or ExternalRelay: the server relays mail for the whole internet;
 --   anonymous_accept_any_recipient: a receive connector grants ms-Exch-SMTP-Accept-Any-
 --     Recipient to NT AUTHORITY\ANONYMOUS LOGON (Get-ADPermission): anyone who reaches it
@@ -57,7 +58,7 @@ found AS (
            snapshot_utc
     FROM domains
     WHERE lower(domain_type) IN ('internalrelay', 'externalrelay')
-      AND (domain_name = '*' OR (match_subdomains AND NOT contains(domain_name, '.')))
+      AND (domain_name = '*' OR (match_subdomains AND is_public_suffix(domain_name)))
     UNION ALL
     SELECT p.tenant, 'anonymous_accept_any_recipient',
            regexp_extract(p.identity, '^([^\\]+)\\', 1), p.identity,

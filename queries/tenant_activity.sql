@@ -10,6 +10,9 @@
 -- a ScubaGear ProviderSettingsExport.json holds the list too).
 -- inferred_domains: without an accepted-domains export, the domains taken from the tenant's
 -- mail as its own (known_domains), which outbound rows were judged with.
+-- removed_domains: accepted domains the tenant has since removed (an audit event, or two
+-- whole snapshots), each with when it stopped being its own; mail from them after that
+-- counts as unregistered.
 -- tenant = NULL means every tenant.
 WITH b AS (SELECT * FROM detection_bounds($as_of::TIMESTAMPTZ, $window_days::INTEGER, $baseline_days::INTEGER)),
 tenants AS (
@@ -19,6 +22,16 @@ tenants AS (
     UNION SELECT tenant FROM accepted_domains
     UNION SELECT tenant FROM inbound_connectors
     UNION SELECT tenant FROM audit_events
+),
+connector_lists AS (  -- files read as a tenant's inbound-connector list (a ScubaGear section
+                      -- that could not be read is none)
+    SELECT l.tenant FROM ingest_log AS l
+    WHERE l.source_format IN ('inbound_connectors', 'scubagear_provider_settings')
+      AND l.status <> 'rejected'
+      AND NOT EXISTS (SELECT 1 FROM rejects AS r
+                      WHERE r.tenant = l.tenant AND r.source_sha256 = l.source_sha256
+                        AND r.source_format = 'scubagear_provider_settings:inbound_connectors'
+                        AND starts_with(r.reason, 'section '))
 ),
 events AS (
     SELECT m.tenant,
@@ -52,15 +65,18 @@ SELECT
     EXISTS (SELECT 1 FROM accepted_domains AS a WHERE a.tenant = t.tenant) AS has_accepted_domains,
     (SELECT list(k.domain_name ORDER BY k.domain_name) FROM known_domains AS k
      WHERE k.tenant = t.tenant AND k.inferred) AS inferred_domains,
+    (SELECT list({'domain': k.domain_name, 'removed_utc': k.covered_until}
+                 ORDER BY k.covered_until, k.domain_name)
+     FROM known_domains AS k
+     WHERE k.tenant = t.tenant AND NOT k.inferred AND k.covered_until IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM known_domains AS o
+                       WHERE o.tenant = k.tenant AND o.domain_name = k.domain_name
+                         AND o.covered_until IS NULL)) AS removed_domains,
     EXISTS (SELECT 1 FROM inbound_connectors AS c WHERE c.tenant = t.tenant)
-        OR EXISTS (SELECT 1 FROM ingest_log AS l WHERE l.tenant = t.tenant
-                   AND l.source_format IN ('inbound_connectors', 'scubagear_provider_settings')
-                   AND l.status <> 'rejected')
+        OR EXISTS (SELECT 1 FROM connector_lists AS l WHERE l.tenant = t.tenant)
         AS has_connector_list,
     NOT EXISTS (SELECT 1 FROM inbound_connectors AS c WHERE c.tenant = t.tenant)
-        AND EXISTS (SELECT 1 FROM ingest_log AS l WHERE l.tenant = t.tenant
-                    AND l.source_format IN ('inbound_connectors', 'scubagear_provider_settings')
-                    AND l.status <> 'rejected')
+        AND EXISTS (SELECT 1 FROM connector_lists AS l WHERE l.tenant = t.tenant)
         AS connector_list_empty,
     e.first_event_utc, e.last_event_utc,
     coalesce(e.window_days_with_data, 0) AS window_days_with_data,

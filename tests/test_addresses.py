@@ -54,3 +54,25 @@ def test_the_functions_work_in_duckdb_lambdas() -> None:
                   "lambda r: ip_in_range('2001:db8::1', r))), range_prefix('10.0.0.0/8')"
                   ).fetchall()[0]
     assert got == (True, 8)
+
+
+_PSL = addresses.public_suffixes().to_pylist()
+
+
+@given(st.sampled_from(_PSL), st.sampled_from(["", "x.", "a.b.", "www.", "city."]),
+       st.booleans())
+def test_is_public_suffix_agrees_with_publicsuffixlist(rule, prefix, upper) -> None:  # type: ignore[no-untyped-def]
+    """The SQL macro over the public_suffixes table (it opens in plain DuckDB, unlike a
+    Python function) gives publicsuffixlist's own answer for names at, under and two labels
+    under every kind of rule (exact, wildcard, exception)."""
+    from publicsuffixlist import PublicSuffixList
+
+    from pipeline import sql
+
+    name = prefix + rule["suffix"]
+    con = duckdb.connect()
+    addresses.register(con)
+    con.execute(sql.MACROS.replace("{infer_min_counterparties}", "3"))
+    got = con.execute("SELECT is_public_suffix($d)",
+                      {"d": name.upper() if upper else name}).fetchone()
+    assert got == (bool(PublicSuffixList().is_public(name)),), name

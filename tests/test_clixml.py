@@ -8,13 +8,13 @@ import resource
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from xml.sax.saxutils import escape
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.errors import InputFormatError
+from pipeline import exports
 from pipeline.formats import clixml
 from tests.conftest import parse, real
 
@@ -47,42 +47,6 @@ def test_the_real_send_connector_clixml_is_an_on_premises_send_connector() -> No
     assert r["when_created_utc"] == utc(2022, 3, 23, 16, 51, 11)
 
 
-# ------------------------------------------------------------ a CLIXML writer for tests
-
-class Writer:
-    """Writes values as PowerShell does: each object a RefId, repeats as <Ref>."""
-
-    def __init__(self) -> None:
-        self.ref = 0
-        self.seen: dict[int, int] = {}
-
-    def value(self, v: object, name: str | None = None) -> str:
-        n = f' N="{escape(name, {chr(34): "&quot;"})}"' if name is not None else ""
-        if v is None:
-            return f"<Nil{n} />"
-        if isinstance(v, bool):
-            return f"<B{n}>{str(v).lower()}</B>"
-        if isinstance(v, int):
-            return f"<I64{n}>{v}</I64>"
-        if isinstance(v, str):
-            text = "".join(f"_x{ord(c):04X}_" if ord(c) < 32 else c for c in v)
-            return f"<S{n}>{escape(text)}</S>"
-        if id(v) in self.seen:
-            return f'<Ref{n} RefId="{self.seen[id(v)]}" />'
-        self.seen[id(v)] = ref = self.ref
-        self.ref += 1
-        if isinstance(v, list):
-            items = "".join(self.value(x) for x in v)
-            return (f'<Obj{n} RefId="{ref}"><TN RefId="{ref}"><T>System.Object[]</T></TN>'
-                    f"<LST>{items}</LST></Obj>")
-        assert isinstance(v, dict)
-        props = "".join(self.value(x, k) for k, x in v.items())
-        return f'<Obj{n} RefId="{ref}"><Props>{props}</Props></Obj>'
-
-    def document(self, objects: list[dict]) -> str:
-        return f'<Objs Version="1.1.0.1" {NS}>' + "".join(self.value(o) for o in objects) + "</Objs>"
-
-
 names = st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", min_size=1, max_size=12)
 texts = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="_\x00"),
                 max_size=30)
@@ -107,7 +71,7 @@ def test_drawn_objects_round_trip_through_clixml(tmp_path_factory, objs, data) -
         if data.draw(st.booleans()):
             o["Shared"] = shared
     path = tmp_path_factory.mktemp("x") / "objs.xml"
-    path.write_text(Writer().document(objs), encoding="utf-8-sig")
+    path.write_text(exports.Clixml().document(objs), encoding="utf-8-sig")
     got = [(n, rec) for n, rec, _ in clixml.records(path, "objs.xml")]
     assert got == [(i, {k: _plain(v) for k, v in o.items()}) for i, o in enumerate(objs, 1)]
 

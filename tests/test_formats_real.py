@@ -190,3 +190,62 @@ def test_scubagear_provider_settings_feed_three_tables(tmp_path) -> None:  # typ
     assert log == [("scubagear_provider_settings", "ingested")]
     activity = detect.evaluate(lake, detect.Run(AS_OF, None, s.detect)).rows["tenant_activity"]
     assert activity.row(0, named=True)["has_connector_list"]
+
+
+def test_scubagear_keeps_the_settings_sections_whole(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """transport_rule, transport_config, remote_domains and conn_filter land in exo_settings
+    with their names, states and times, each object kept as JSON."""
+    import duckdb
+
+    from pipeline.ingest import ingest
+    from pipeline.settings import Settings
+    from tests.conftest import real
+
+    s = Settings(lake=tmp_path / "lake")
+    ingest([real("scubagear_providersettings_exo_export.json")], s, tenant="tqhjy")
+    rows = duckdb.sql(
+        "SELECT section, name, state, when_created_utc::VARCHAR, "
+        "json_extract_string(properties, '$.DomainName') FROM read_parquet("
+        f"'{s.lake}/exo_settings/*/*.parquet') ORDER BY section").fetchall()
+    assert rows == [
+        ("conn_filter", "Default", None, "2021-04-27 00:49:46+00", None),
+        ("remote_domains", "Default", None, "2021-04-27 00:46:52+00", "*"),
+        ("transport_config", "Transport Settings", None, "2021-04-27 00:46:38+00", None),
+        ("transport_rule", 'Sender is located outside the organization prepend "[External]"',
+         "Enabled", None, None)]
+
+
+def test_a_scubagear_section_that_cannot_be_read_is_a_reject_the_others_land(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """One file, many tables: a section that cannot be read (a connector's IP list written
+    as its .NET type name) is a reject naming the section and the fix; the accepted domains
+    and the settings still land, and the tenant is not taken to have no connectors."""
+    import json
+
+    import duckdb
+
+    from pipeline import detect
+    from pipeline.ingest import ingest
+    from pipeline.settings import Settings
+    from tests.conftest import AS_OF, real
+
+    doc = json.loads(real("scubagear_providersettings_exo_export.json").read_text("utf-8-sig"))
+    doc["inbound_connectors"][0]["SenderIPAddresses"] = "System.Collections.ArrayList"
+    path = tmp_path / "in" / "ProviderSettingsExport.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    s = Settings(lake=tmp_path / "lake")
+    ingest([path], s, tenant="tqhjy")
+    lake = s.lake
+    (reject,) = duckdb.sql(f"SELECT source_format, reason FROM read_parquet("
+                           f"'{lake}/rejects/*/*.parquet')").fetchall()
+    assert reject[0] == "scubagear_provider_settings:inbound_connectors"
+    assert reject[1].startswith("section inbound_connectors: ") and "-join" in reject[1]
+    assert not (lake / "inbound_connectors").exists() or not list(
+        (lake / "inbound_connectors").rglob("*.parquet"))
+    counts = dict(duckdb.sql(
+        f"SELECT 'domains', count(*) FROM read_parquet('{lake}/accepted_domains/*/*.parquet') "
+        f"UNION ALL SELECT 'settings', count(*) FROM read_parquet("
+        f"'{lake}/exo_settings/*/*.parquet')").fetchall())
+    assert counts == {"domains": 7, "settings": 4}
+    activity = detect.evaluate(lake, detect.Run(AS_OF, None, s.detect)).rows["tenant_activity"]
+    assert not activity.row(0, named=True)["has_connector_list"]

@@ -171,7 +171,8 @@ address_text = st.one_of(
 )
 REFERENCES = {  # each normaliser as its chain of passes over every value
     "address": (nz.address, lambda c: _null_if_empty(nz._address_chain(c))),
-    "domain": (nz.domain, lambda c: _null_if_empty(nz._domain_chain(c))),
+    "domain": (nz.domain, lambda c: _null_if_empty(nz._domain_chain(c)).map_batches(
+        nz.a_labels, return_dtype=pl.String)),  # IDNs in their xn-- form, as every domain
     "blank_to_null": (nz.blank_to_null,
                       lambda c: _null_if_empty(c.str.strip_chars(" \t\r\n\x00"))),
 }

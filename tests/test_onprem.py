@@ -207,3 +207,24 @@ def test_a_tracking_log_keeps_each_messages_on_premises_hop() -> None:
                            "network_message_id", "sender_address").rows() == [
         ("EXCH01", "Relay", "45.9.8.7", "scanner.contoso.local", 2,
          "6a638d20-1e63-493a-80a2-08da9a4ff8da", "promo@deal.top")]
+
+
+def test_a_wildcard_under_any_public_suffix_covers_the_internet(build) -> None:  # type: ignore[no-untyped-def]
+    """`*.co.uk` or `*.github.io` covers everyone's domains as `*.com` does (the Public
+    Suffix List decides, not a count of dots); `*.contoso.co.uk` covers one organisation's.
+    Mail from a domain under a public-suffix wildcard is not the tenant's own."""
+    from pipeline import sql
+    from tests.conftest import at
+
+    build.table("accepted_domains", "uk", [
+        {"domain_name": d, "match_subdomains": True, "domain_type": t, "snapshot_utc": SNAPSHOT}
+        for d, t in (("co.uk", "ExternalRelay"), ("github.io", "InternalRelay"),
+                     ("contoso.co.uk", "InternalRelay"), ("contoso.com", "Authoritative"))])
+    build.send("uk", at(27), "promo@cheap-pills.co.uk", 7)
+    build.send("uk", at(27), "app@mail.contoso.co.uk", 3)
+    with sql.Session(build.root) as session:
+        found = session.run("onprem_relay_settings", {"as_of": AS_OF, "tenant": "uk"})
+        own = session.run("unprovisioned_senders", {
+            "as_of": AS_OF, "tenant": "uk", "window_days": 7, "baseline_days": 28})
+    assert sorted(found["object"].to_list()) == ["*.co.uk", "*.github.io"]
+    assert own.select("domain", "recipients").rows() == [("cheap-pills.co.uk", 7)]

@@ -87,6 +87,27 @@ def test_new_days_domain_changes_and_dropped_days_follow_the_lake(
     assert 26 in hours and 27 not in hours
 
 
+def test_an_accepted_domain_removed_later_is_judged_again(build: LakeBuilder) -> None:
+    """A Remove-AcceptedDomain audit event that arrives after the rows were cached changes
+    what they are (mail after it is unregistered): the cache judges the tenant again."""
+    import json
+
+    build.table("accepted_domains", "acme", [  # a snapshot taken before the removal
+        {"domain_name": d, "match_subdomains": False, "snapshot_utc": at(1),
+         "when_created_utc": at(1, month=1)} for d in ("acme.com", "old.example")])
+    for day in range(21, 27):
+        build.send("acme", at(day), "app@old.example", 10)
+    first = answers(build.root, cache=True)
+    assert not first["unprovisioned_senders"]
+    build.table("audit_events", "acme", [{
+        "record_id": "r1", "creation_utc": at(24, 0), "operation": "Remove-AcceptedDomain",
+        "object_id": "old.example", "result_status": "Success",
+        "parameters": json.dumps({"Identity": "old.example"})}])
+    second = answers(build.root, cache=True)
+    assert second == answers(build.root, cache=False)
+    assert sum(r["recipients"] for r in second["unprovisioned_senders"]) == 3 * 10
+
+
 def test_a_damaged_cache_is_rebuilt(build: LakeBuilder) -> None:
     build.domains("acme", "acme.com")
     build.send("acme", at(26), "x@evil.example", 4)

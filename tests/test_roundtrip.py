@@ -75,6 +75,12 @@ def test_message_trace_json(rows: list[dict], style: str) -> None:
 
 
 @SETTINGS
+@given(rows_strategy(unicode_subject))
+def test_message_trace_clixml(rows: list[dict]) -> None:
+    check(rows, lambda p: exports.message_trace_clixml(p, rows, "c.onmicrosoft.com"))
+
+
+@SETTINGS
 @given(rows_strategy(unicode_subject), st.sampled_from(["utf-16-le", "utf-16-le-bom", "utf-8"]))
 def test_historical_summary(rows: list[dict], encoding: str) -> None:
     check(rows, lambda p: exports.historical_summary(p, rows, encoding))

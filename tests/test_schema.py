@@ -26,6 +26,7 @@ def test_lake_tables_have_the_documented_columns(tmp_path: Path) -> None:
     from tests.conftest import real
 
     ingest([real("purview_auditlog_export_huntressctf.csv")], s, tenant="contoso")
+    ingest([real("scubagear_providersettings_exo_export.json")], s, tenant="contoso")
     ingest([real("sendconnector_clixml_exchange_to_o365_cssexchange.xml"),
             DATA / "receive_connectors_ps7.json", DATA / "adpermission_receive_connector.csv",
             DATA / "MSGTRKMS2026112709-1.LOG"],

@@ -26,7 +26,7 @@ def sender_domain_list(e: pl.Expr) -> pl.Expr:
     )
 
 
-def _times(df: pl.DataFrame, ctx: Context) -> tuple[pl.Expr, pl.Expr]:
+def created_changed(df: pl.DataFrame, ctx: Context) -> tuple[pl.Expr, pl.Expr]:
     t = parse_times(df, ctx, ["whencreatedutc", "whenchangedutc", "whencreated", "whenchanged"])
     null = pl.lit(None, dtype=pl.Datetime("us", "UTC"))
     created = pl.coalesce(t.get("whencreatedutc", null), t.get("whencreated", null))
@@ -51,7 +51,7 @@ def own_domain_patterns(domains: pl.DataFrame) -> set[str]:
 
 def parse_accepted(df: pl.DataFrame, ctx: Context) -> Parsed:
     check_type_names(df, ctx)
-    created, changed = _times(df, ctx)
+    created, changed = created_changed(df, ctx)
     raw = col(df, "domainname", "domain")
     wildcard = raw.str.strip_chars().str.starts_with("*.").fill_null(False)
     domain_type = col(df, "domaintype")
@@ -83,7 +83,7 @@ def _connector_columns(df: pl.DataFrame) -> list[pl.Expr]:
 
 def parse_inbound(df: pl.DataFrame, ctx: Context) -> Parsed:
     check_type_names(df, ctx)
-    created, changed = _times(df, ctx)
+    created, changed = created_changed(df, ctx)
     out = df.select(
         pl.col("_line"),
         *_connector_columns(df),
@@ -106,7 +106,7 @@ def parse_inbound(df: pl.DataFrame, ctx: Context) -> Parsed:
 
 def parse_outbound(df: pl.DataFrame, ctx: Context) -> Parsed:
     check_type_names(df, ctx)
-    created, changed = _times(df, ctx)
+    created, changed = created_changed(df, ctx)
     out = df.select(
         pl.col("_line"),
         *_connector_columns(df),

@@ -19,11 +19,12 @@ EVENT_COLUMNS = (
 )
 
 
-def collapse(ev: pl.DataFrame) -> pl.DataFrame:
-    """Event rows (EVENT_COLUMNS) → one row per (message, recipient)."""
+def collapse(ev: pl.DataFrame, per_message: bool = False) -> pl.DataFrame:
+    """Event rows (EVENT_COLUMNS) → one row per (message, recipient), or per message for
+    events that name no recipient (`per_message`: Graph's exchangeMessageTraceDetail)."""
     key = pl.coalesce(pl.col("network_message_id"), pl.col("message_id"))
     ev = (
-        ev.filter(pl.col("recipient_address").is_not_null() & key.is_not_null())
+        ev.filter((pl.col("recipient_address").is_not_null() | per_message) & key.is_not_null())
         .with_columns(
             key.alias("_key"),
             nz.terminal_outcome(pl.col("event")).alias("_terminal"),

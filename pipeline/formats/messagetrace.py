@@ -18,6 +18,7 @@ from pipeline.formats.common import (
 # Message times before this are placeholders (Windows' 1601-01-01 epoch, 1900-01-01), not
 # mail: Exchange Online's traces go back 90 days, on-premises logs a few years.
 EARLIEST = datetime(1990, 1, 1, tzinfo=timezone.utc)
+GRAPH_DETAIL = "graph_message_trace_detail"  # Graph's exchangeMessageTraceDetail
 
 
 def _latest() -> datetime:
@@ -26,7 +27,7 @@ def _latest() -> datetime:
 
 
 def finish_messages(df: pl.DataFrame, ctx: Context, fmt: str, own: tuple[str, ...],
-                    hint: pl.Expr | None = None) -> Parsed:
+                    hint: pl.Expr | None = None, addressless: bool = False) -> Parsed:
     """Domains, direction and row checks shared by every message format (a parser that
     already has a domain column, worked out with its address, keeps it)."""
     df = nz.with_distinct(df, **{
@@ -44,8 +45,8 @@ def finish_messages(df: pl.DataFrame, ctx: Context, fmt: str, own: tuple[str, ..
          "message time (an unset date, e.g. 1601-01-01)", pl.col("_raw_time")),
         (pl.col("received_utc") > pl.lit(_latest()), "received_utc after tomorrow: not a "
          "message time (e.g. 9999-12-31)", pl.col("_raw_time")),
-        (pl.col("sender_address").is_null() & pl.col("recipient_address").is_null(),
-         "neither a sender nor a recipient address", pl.col("_raw_time")),
+        (pl.col("sender_address").is_null() & pl.col("recipient_address").is_null()
+         & (not addressless), "neither a sender nor a recipient address", pl.col("_raw_time")),
         # an address without a domain (no @): null bitmaps, not a scan of every address
         (pl.col("sender_address").is_not_null() & pl.col("sender_domain").is_null(),
          "sender_address without @ (not an address; its domain cannot be judged)",
@@ -103,7 +104,11 @@ def parse_trace(df: pl.DataFrame, ctx: Context) -> Parsed:
     return finish_messages(out, ctx, fmt, own)
 
 
-def parse_detail(df: pl.DataFrame, ctx: Context) -> Parsed:
+def parse_detail(df: pl.DataFrame, ctx: Context, fmt: str = "message_trace_detail") -> Parsed:
+    """Get-MessageTraceDetail(V2) events → one row per recipient, or (Graph's
+    exchangeMessageTraceDetail, which names no recipient) one row per message: the lake
+    folds it into the message's recipient rows by Message-ID (lake.merge_duplicates)."""
+    addressless = fmt == GRAPH_DETAIL
     times = parse_times(df, ctx, ["date"])
     own = tuple(sorted(set(ctx.own_domains) | set(organizations(df))))
     detail = pl.concat_str([col(df, "detail"), col(df, "data")], separator=" ",
@@ -129,9 +134,10 @@ def parse_detail(df: pl.DataFrame, ctx: Context) -> Parsed:
         col(df, "date").alias("_raw_time"),
     )
     bad_time = ev.filter(pl.col("received_utc").is_null())
-    collapsed = events.collapse(ev.filter(pl.col("received_utc").is_not_null()))
+    collapsed = events.collapse(ev.filter(pl.col("received_utc").is_not_null()), addressless)
     collapsed = collapsed.with_columns(pl.lit(None, dtype=pl.String).alias("_raw_time"))
-    parsed = finish_messages(collapsed.drop("direction_hint"), ctx, "message_trace_detail", own)
+    parsed = finish_messages(collapsed.drop("direction_hint"), ctx, fmt, own,
+                             addressless=addressless)
     parsed.rejects = pl.concat([
         bad_time.select(pl.col("_line").alias("source_line"),
                         pl.lit("unparseable or missing timestamp").alias("reason"),
@@ -141,7 +147,16 @@ def parse_detail(df: pl.DataFrame, ctx: Context) -> Parsed:
     return parsed
 
 
+def parse_graph_detail(df: pl.DataFrame, ctx: Context) -> Parsed:
+    return parse_detail(df.rename({"datetime": "date", "description": "detail"}, strict=False),
+                        ctx, GRAPH_DETAIL)
+
+
 FORMATS = [
+    TabularFormat(GRAPH_DETAIL, "messages",
+                  (any_of("datetime"), any_of("event"), any_of("messageid"),
+                   any_of("description", "action", "data")), parse_graph_detail,
+                  forbidden=frozenset({"recipientaddress", "receiveddatetime", "date"})),
     TabularFormat("message_trace_detail", "messages",
                   (any_of("date"), any_of("event"), any_of("messagetraceid", "messageid"),
                    any_of("detail", "action")), parse_detail, forbidden=frozenset({"received"})),

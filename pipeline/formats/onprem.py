@@ -10,7 +10,7 @@ import polars as pl
 from pipeline import normalize as nz
 from pipeline.formats.common import Context, Parsed, TabularFormat, any_of, as_bool, col
 from pipeline.formats.common import check_type_names
-from pipeline.formats.config import _finish, _times, as_list, sender_domain_list
+from pipeline.formats.config import _finish, as_list, created_changed, sender_domain_list
 
 
 def _server_and_name(df: pl.DataFrame) -> list[pl.Expr]:
@@ -43,7 +43,7 @@ def _flags(e: pl.Expr, names: tuple[str, ...]) -> pl.Expr:
 
 def parse_receive(df: pl.DataFrame, ctx: Context) -> Parsed:
     check_type_names(df, ctx)
-    created, changed = _times(df, ctx)
+    created, changed = created_changed(df, ctx)
     out = df.select(
         pl.col("_line"), *_server_and_name(df),
         as_bool(col(df, "enabled")).alias("enabled"),
@@ -60,7 +60,7 @@ def parse_receive(df: pl.DataFrame, ctx: Context) -> Parsed:
 
 def parse_send(df: pl.DataFrame, ctx: Context) -> Parsed:
     check_type_names(df, ctx)
-    created, changed = _times(df, ctx)
+    created, changed = created_changed(df, ctx)
     out = df.select(
         pl.col("_line"), _server_and_name(df)[0],
         nz.blank_to_null(col(df, "identity")).alias("identity"),

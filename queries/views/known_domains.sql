@@ -1,6 +1,18 @@
--- Each tenant's own domains, as outbound_mail judges direction and registration with them:
--- its accepted domains (inferred = false, covered from their earliest WhenCreatedUTC), or,
--- for a tenant the lake holds no accepted-domain export for, the domains its mail shows it
+-- Each tenant's own domains, as outbound_mail judges direction and registration with them,
+-- one row per span of time a domain was the tenant's own (covered_since, covered_until;
+-- covered_until NULL: still is). Accepted domains (inferred = false) are the tenant's own
+-- as they were at each message's time:
+--   * from WhenCreatedUTC of a snapshot that lists them, or a successful New-AcceptedDomain
+--     audit event (its DomainName);
+--   * until a successful Remove-AcceptedDomain audit event (its Identity, else ObjectId; an
+--     accepted domain's Name is its DomainName unless an admin chose otherwise), unless a
+--     later snapshot still lists the domain created before that event (the snapshot wins);
+--   * or until the first snapshot that no longer lists it, where both that snapshot and the
+--     one before list the tenant's initial *.onmicrosoft.com domain (two whole cloud
+--     exports: an on-premises Get-AcceptedDomain or a filtered export is not a removal).
+--     The removal happened at some time before that snapshot; counting the mail up to it as
+--     the tenant's own errs towards unblock, never towards a false block.
+-- For a tenant the lake holds no accepted-domain export for, the domains its mail shows it
 -- owns (inferred = true, subdomains included, covered at any time):
 --   * any *.onmicrosoft.com domain it receives mail for (<tenant>.onmicrosoft.com counts as
 --     its own anyway, but is no evidence: a tenant with nothing else inferred stays unjudged);
@@ -46,13 +58,56 @@ round2 AS (
     HAVING least(count(*) FILTER (WHERE l.sends), count(*) FILTER (WHERE NOT l.sends))
            >= infer_min_counterparties()
     UNION SELECT tenant, dom FROM seeds
+),
+present AS (  -- `*`, `*.com` or `*.co.uk` (on premises: a public suffix) covers the
+              -- internet, not an own domain: an open-relay finding (onprem_relay_settings)
+    SELECT DISTINCT tenant, snapshot_utc, domain_name, match_subdomains,
+           coalesce(when_created_utc, '-infinity'::TIMESTAMPTZ) AS created
+    FROM accepted_domains WHERE NOT is_public_suffix(domain_name)
+),
+audited AS (
+    SELECT tenant, creation_utc AS at_utc, operation,
+           lower(trim(trim(coalesce(
+               CASE WHEN operation ILIKE 'New-%' THEN json_extract_string(parameters, '$.DomainName') END,
+               json_extract_string(parameters, '$.Identity'), object_id)), '*.')) AS dom
+    FROM audit_events
+    WHERE operation IN ('New-AcceptedDomain', 'Remove-AcceptedDomain')
+      AND coalesce(lower(result_status) IN ('success', 'succeeded', 'true'), true)
+),
+whole AS (  -- cloud snapshots (they list the initial domain), each with the one after it
+    SELECT tenant, snapshot_utc,
+           lead(snapshot_utc) OVER (PARTITION BY tenant ORDER BY snapshot_utc) AS next_utc
+    FROM accepted_domains GROUP BY tenant, snapshot_utc HAVING bool_or(is_initial)
+),
+added AS (
+    SELECT DISTINCT tenant, domain_name AS dom, match_subdomains, created AS added_utc FROM present
+    UNION
+    SELECT tenant, dom, false, at_utc FROM audited
+    WHERE operation = 'New-AcceptedDomain' AND NOT is_public_suffix(dom)
+),
+removed AS (
+    SELECT a.tenant, a.dom, a.at_utc FROM audited AS a
+    WHERE a.operation = 'Remove-AcceptedDomain' AND NOT EXISTS (
+        SELECT 1 FROM present AS p
+        WHERE p.tenant = a.tenant AND p.domain_name = a.dom
+          AND p.snapshot_utc > a.at_utc AND p.created <= a.at_utc)
+    UNION
+    SELECT p.tenant, p.domain_name, w.next_utc FROM present AS p
+    JOIN whole AS w ON w.tenant = p.tenant AND w.snapshot_utc = p.snapshot_utc
+    WHERE w.next_utc IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM present AS q
+        WHERE q.tenant = p.tenant AND q.domain_name = p.domain_name
+          AND q.snapshot_utc = w.next_utc)
+),
+spans AS (  -- each addition lasts until the first removal after it
+    SELECT a.tenant, a.dom, a.match_subdomains, a.added_utc, min(r.at_utc) AS removed_utc
+    FROM added AS a
+    LEFT JOIN removed AS r ON r.tenant = a.tenant AND r.dom = a.dom AND r.at_utc > a.added_utc
+    GROUP BY ALL
 )
-SELECT tenant, domain_name, match_subdomains,
-       min(coalesce(when_created_utc, '-infinity'::TIMESTAMPTZ)) AS covered_since,
-       false AS inferred
-FROM accepted_domains
-WHERE contains(domain_name, '.')  -- `*` or `*.com` (on premises) covers the internet, not an
-                                  -- own domain: an open-relay finding (onprem_relay_settings)
-GROUP BY tenant, domain_name, match_subdomains
+SELECT tenant, dom AS domain_name, match_subdomains, min(added_utc) AS covered_since,
+       removed_utc AS covered_until, false AS inferred
+FROM spans
+GROUP BY tenant, dom, match_subdomains, removed_utc
 UNION ALL
-SELECT tenant, dom, true, '-infinity'::TIMESTAMPTZ, true FROM round2
+SELECT tenant, dom, true, '-infinity'::TIMESTAMPTZ, NULL::TIMESTAMPTZ, true FROM round2

@@ -1,7 +1,7 @@
 -- Outbound recipient rows, each with whether its header and envelope sender domains were
 -- the tenant's own when it was sent (NULL: the tenant's own domains are unknown, so nothing
 -- can be said), and whether it carries a spam signal. The own domains are known_domains:
--- the accepted domains (MatchSubDomains honoured, from their earliest WhenCreatedUTC), or
+-- the accepted domains as they were when it was sent (MatchSubDomains honoured), or
 -- those inferred from the tenant's mail when it has no accepted-domain export. Coverage is
 -- worked out once per (tenant, domain) and joined back, which costs one join, not a lookup
 -- per row. Direction is decided here too, from the own domains the lake holds now (to an
@@ -16,8 +16,10 @@ used AS (  -- every domain of the rows: senders and envelopes, and recipients fo
     UNION
     SELECT DISTINCT tenant, recipient_domain FROM messages WHERE recipient_domain IS NOT NULL
 ),
-coverage AS (
-    SELECT u.tenant, u.dom, min(k.covered_since) AS covered_since
+coverage AS (  -- a domain's spans as the tenant's own (one, still open, for nearly all)
+    SELECT u.tenant, u.dom, min(k.covered_since) AS covered_since,
+           count(*) > 1 OR bool_or(k.covered_until IS NOT NULL) AS ended,
+           list(struct_pack(span_from := k.covered_since, span_to := k.covered_until)) AS spans
     FROM used AS u
     JOIN known_domains AS k
       ON k.tenant = u.tenant
@@ -29,8 +31,9 @@ resolved AS (
         CASE WHEN m.recipient_domain IS NULL OR m.tenant NOT IN (SELECT tenant FROM owners)
                   OR (m.direction <> 'unknown' AND states_direction(m.source_format))
                   THEN m.direction
-             WHEN r.dom IS NOT NULL AND s.dom IS NOT NULL THEN 'internal'
-             WHEN r.dom IS NOT NULL THEN 'inbound'
+             WHEN covered(r.covered_since, r.ended, r.spans, m.received_utc)
+                  THEN CASE WHEN covered(s.covered_since, s.ended, s.spans, m.received_utc)
+                            THEN 'internal' ELSE 'inbound' END
              ELSE 'outbound' END AS direction)
     FROM messages AS m
     LEFT JOIN coverage AS r ON r.tenant = m.tenant AND r.dom = m.recipient_domain
@@ -40,10 +43,12 @@ SELECT
     m.*,
     CASE WHEN w.tenant IS NULL THEN NULL
          ELSE NOT (m.sender_domain IS NULL OR m.sender_domain = m.tenant || '.onmicrosoft.com'
-                   OR coalesce(m.received_utc >= cs.covered_since, false)) END AS sender_unprovisioned,
+                   OR covered(cs.covered_since, cs.ended, cs.spans, m.received_utc))
+         END AS sender_unprovisioned,
     CASE WHEN w.tenant IS NULL THEN NULL
          ELSE NOT (m.envelope_domain IS NULL OR m.envelope_domain = m.tenant || '.onmicrosoft.com'
-                   OR coalesce(m.received_utc >= ce.covered_since, false)) END AS envelope_unprovisioned,
+                   OR covered(ce.covered_since, ce.ended, ce.spans, m.received_utc))
+         END AS envelope_unprovisioned,
     is_spam(m.status, m.spam_verdict, m.ndr_code) AS spam_signal
 FROM resolved AS m
 LEFT JOIN owners AS w ON w.tenant = m.tenant

@@ -8,8 +8,10 @@ from 1-300 domains, newsletters, subdomains under MatchSubDomains, missing or em
 configuration exports, quiet tenants with days of history only. Attacks: an attacker's
 connector, an abused hybrid connector, an open on-premises relay (each from unregistered
 domains), and a compromised mailbox of a registered domain, from barely visible to floods.
-Each tenant's traffic is written in an export format drawn for it and ingested as a user's
-would be; detect then runs as the nightly job would at each of the last four midnights.
+Each tenant's traffic is written in an export format drawn for it (message trace as
+Export-Csv from PowerShell 5.1 or 7, ConvertTo-Json, NDJSON, Graph, Export-Clixml; trace
+detail; historical-search summary and extended reports; a hybrid tenant's on-premises
+tracking logs) and ingested as a user's would be; detect then runs as the nightly job would at each of the last four midnights.
 
 It prints, for each seed: the false-block rate over legitimate tenants (by shape), the miss
 rate per attack kind and intensity, and for attacks the hours from the first message to
@@ -45,8 +47,10 @@ LEGIT = ["office", "hybrid_cert_v4", "hybrid_cert_v6", "hybrid_ip", "forwarding"
          "newsletter", "subdomains", "no_accepted_domains", "empty_connector_export", "quiet"]
 ATTACKS = ["attacker_connector", "abused_connector", "open_relay", "compromised_mailbox"]
 FORMATS = ["trace_ps51", "trace_ps7", "trace_ndjson", "trace_json_ps51", "trace_graph",
-           "summary_utf16", "extended_utf16"]
+           "trace_clixml", "trace_detail", "summary_utf16", "extended_utf16"]
 WITH_CONNECTOR = ["summary_utf16", "extended_utf16"]  # the reports that name the connector
+ON_PREMISES = ["tracking_log"]  # a hybrid tenant's own server's logs (its users' mail)
+SUFFIX = {"trace_clixml": "xml", "tracking_log": "LOG"}
 INTENSITY = [(0, 10), (10, 50), (50, 200), (200, 10**9)]  # recipients an hour
 
 
@@ -168,8 +172,8 @@ class Sim:
             self.attack(t, name, ips)
             t.no_accepted_domains = rng.random() < 0.2  # exports are often incomplete
         t.no_accepted_domains |= t.kind == "no_accepted_domains"
-        t.fmt = rng.choice(WITH_CONNECTOR if name or t.kind == "attacker_connector"
-                           else FORMATS)
+        t.fmt = rng.choice(WITH_CONNECTOR + ON_PREMISES if name else WITH_CONNECTOR
+                           if t.kind == "attacker_connector" else FORMATS)
         t.rows.sort(key=lambda r: r["received_utc"])
 
     def attack(self, t: Tenant, name: str | None, ips: tuple[str, ...]) -> None:
@@ -198,10 +202,11 @@ class Sim:
             sender = mailbox if t.kind == "compromised_mailbox" else f"promo@{rng.choice(spam)}"
             extra = {"connector": name, "client_ip": rng.choice(ips)} if name else {}
             status = "filtered_as_spam" if rng.random() < filtered else "delivered"
-            for _ in range(max(1, n // 25)):
+            for chunk in range(0, n, 25):  # messages of up to 25 recipients, n in all
+                size = min(25, n - chunk)
                 self.send(t, when + timedelta(minutes=rng.randint(0, 59)), sender,
-                          [self.external(5000) for _ in range(min(25, n))], **extra)
-                for r in t.rows[-min(25, n):]:
+                          [self.external(5000) for _ in range(size)], **extra)
+                for r in t.rows[-size:]:
                     r["status"] = status
             sent += n
             if t.ms_block is None and sent >= threshold:
@@ -235,8 +240,8 @@ def write(t: Tenant, inbox: Path, rng: random.Random, parts: int = 1,
                                         == t.rows[hi - 1]["network_message_id"]):
             hi += 1  # a message's recipients stay in one file
         if hi > lo:
-            _traffic(t, folder / f"traffic{k or ''}_{t.fmt}."
-                     f"{'json' if 'json' in t.fmt else 'csv'}", t.rows[lo:hi], org)
+            suffix = SUFFIX.get(t.fmt, "json" if "json" in t.fmt else "csv")
+            _traffic(t, folder / f"traffic{k or ''}_{t.fmt}.{suffix}", t.rows[lo:hi], org)
         lo = hi
 
 
@@ -245,6 +250,15 @@ def _traffic(t: Tenant, path: Path, rows: list[dict], org: str) -> None:
         exports.historical_summary(path, rows)
     elif t.fmt == "extended_utf16":
         exports.historical_extended(path, rows)
+    elif t.fmt == "trace_clixml":
+        exports.message_trace_clixml(path, rows, org)
+    elif t.fmt == "trace_detail":
+        exports.message_trace_detail_csv(path, exports.detail_events(rows), org)
+    elif t.fmt == "tracking_log":  # a file a day, as the server rolls them
+        events = exports.tracking_events(rows, "EX" + t.slug.upper())
+        for day in sorted({e["time"].date() for e in events}):
+            exports.tracking_log(path.with_name(f"MSGTRK{day:%Y%m%d}-{path.stem}.LOG"),
+                                 [e for e in events if e["time"].date() == day])
     elif t.fmt.startswith("trace_ps"):
         exports.message_trace_csv(path, rows, org, t.fmt[-4:], "us" if t.fmt.endswith("51")
                                   else "iso")
