@@ -333,16 +333,32 @@ def tracking_events(rows: Sequence[Row], server: str,
     return sorted(events, key=lambda e: e["time"])
 
 
-def accepted_domains_json(path: Path, domains: Sequence[Row]) -> None:
-    objs = [{"DomainName": {"Domain": d["domain_name"], "Address": d["domain_name"],
-                            "IncludeSubDomains": False},
+def _domain_objects(domains: Sequence[Row], time_style: str | None) -> list[Row]:
+    """Get-AcceptedDomain objects; times as `time_style` text, or (None) as datetimes."""
+    return [{"DomainName": {"Domain": d["domain_name"], "Address": d["domain_name"],
+                            "IncludeSubDomains": False} if time_style else d["domain_name"],
              "DomainType": d.get("domain_type", "Authoritative"),
              "Default": d.get("is_default", False),
              "MatchSubDomains": d.get("match_subdomains", False),
              "InitialDomain": d["domain_name"].endswith(".onmicrosoft.com"),
-             "WhenCreatedUTC": fmt_time(d["when_created_utc"], "msdate")} for d in domains]
-    _write_text(path, json.dumps(objs, indent=2).replace("/Date(", "\\/Date(")
-                .replace(")/", ")\\/"), "utf-8")
+             "WhenCreatedUTC": fmt_time(d["when_created_utc"], time_style) if time_style
+             else d["when_created_utc"]} for d in domains]
+
+
+def _ps51_json(value: Any) -> str:
+    """Windows PowerShell 5.1 ConvertTo-Json: `\\/Date(ms)\\/` times."""
+    return json.dumps(value, indent=2).replace("/Date(", "\\/Date(").replace(")/", ")\\/")
+
+
+def accepted_domains_json(path: Path, domains: Sequence[Row]) -> None:
+    _write_text(path, _ps51_json(_domain_objects(domains, "msdate")), "utf-8")
+
+
+def accepted_domains_clixml(path: Path, domains: Sequence[Row]) -> None:
+    """Get-AcceptedDomain | Export-Clixml."""
+    _write_text(path, Clixml("Microsoft.Exchange.Data.Directory.SystemConfiguration."
+                             "AcceptedDomain").document(_domain_objects(domains, None)),
+                "utf-8-sig")
 
 
 INBOUND_FIELDS = ["Name", "Enabled", "ConnectorType", "ConnectorSource", "SenderIPAddresses",
@@ -355,10 +371,11 @@ INBOUND_FIELDS = ["Name", "Enabled", "ConnectorType", "ConnectorSource", "Sender
 def accepted_domains_csv(path: Path, domains: Sequence[Row]) -> None:
     """Get-AcceptedDomain | Select-Object ... | Export-Csv -NoTypeInformation (PowerShell 7)."""
     _write_text(path, _csv(["DomainName", "DomainType", "Default", "MatchSubDomains",
-                            "WhenCreatedUTC"], ([
+                            "InitialDomain", "WhenCreatedUTC"], ([
         d["domain_name"], d.get("domain_type", "Authoritative"),
         "True" if d.get("is_default") else "False",
         "True" if d.get("match_subdomains") else "False",
+        "True" if d["domain_name"].endswith(".onmicrosoft.com") else "False",
         fmt_time(d["when_created_utc"], "iso")] for d in domains)).replace("\r\n", "\n"),
         "utf-8")
 
@@ -376,11 +393,34 @@ def _inbound_values(c: Row, time_style: str, join: str | None) -> list[Any]:
             fmt_time(c.get("when_changed_utc") or c["when_created_utc"], time_style)]
 
 
-def inbound_connectors_json(path: Path, connectors: Sequence[Row]) -> None:
-    objs = [dict(zip(INBOUND_FIELDS, _inbound_values(c, "msdate", None), strict=False))
+def _inbound_objects(connectors: Sequence[Row]) -> list[Row]:
+    return [dict(zip(INBOUND_FIELDS, _inbound_values(c, "msdate", None), strict=False))
             for c in connectors]
-    _write_text(path, json.dumps(objs, indent=2).replace("/Date(", "\\/Date(")
-                .replace(")/", ")\\/"), "utf-8")
+
+
+def inbound_connectors_json(path: Path, connectors: Sequence[Row]) -> None:
+    _write_text(path, _ps51_json(_inbound_objects(connectors)), "utf-8")
+
+
+def inbound_connectors_clixml(path: Path, connectors: Sequence[Row]) -> None:
+    """Get-InboundConnector | Export-Clixml (lists as <LST>, times as <DT>)."""
+    objs = [{**o, "WhenCreatedUTC": c["when_created_utc"],
+             "WhenChangedUTC": c.get("when_changed_utc") or c["when_created_utc"]}
+            for o, c in zip(_inbound_objects(connectors), connectors, strict=True)]
+    _write_text(path, Clixml("Microsoft.Exchange.Data.Directory.SystemConfiguration."
+                             "TenantInboundConnector").document(objs), "utf-8-sig")
+
+
+def scubagear_export(path: Path, domains: Sequence[Row], connectors: Sequence[Row],
+                     when: datetime) -> None:
+    """CISA ScubaGear's ProviderSettingsExport.json with the Exchange Online provider's
+    accepted domains and connectors (`[null]`: none), as Windows PowerShell 5.1 writes it."""
+    _write_text(path, _ps51_json({
+        "baseline_version": "1", "module_version": "1.8.0",
+        "timestamp_zulu": fmt_time(when, "iso"),
+        "accepted_domains": _domain_objects(domains, "msdate"),
+        "inbound_connectors": _inbound_objects(connectors) or [None],
+        "outbound_connectors": [None]}), "utf-8")
 
 
 def inbound_connectors_csv(path: Path, connectors: Sequence[Row], time_style: str = "de") -> None:

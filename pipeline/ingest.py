@@ -145,6 +145,7 @@ class Ingestor:
                 rejects.append(_with_source(parsed.rejects, parsed, item))
                 if parsed.table != "onprem_hops":  # a tracking log's rows are its messages
                     res.rows += rows.height
+                res.tables[parsed.table] = res.tables.get(parsed.table, 0) + rows.height
                 res.rejected_rows += rejects[-1].height
                 time_col = "received_utc" if "received_utc" in rows.columns else (
                     "creation_utc" if "creation_utc" in rows.columns else None)

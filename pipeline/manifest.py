@@ -42,6 +42,7 @@ class FileResult:
     format: str = ""
     status: str = "ingested"  # ingested | skipped | rejected
     rows: int = 0
+    tables: dict[str, int] = field(default_factory=dict)  # rows written per lake table
     rejected_rows: int = 0
     reason: str = ""
     seconds: float = 0.0
@@ -98,6 +99,8 @@ def manifest_rows(results: list[FileResult]) -> pl.DataFrame:
         "size_bytes": r.size, "source_format": r.format,
         "status": "duplicate" if r.duplicate else r.status,
         "rows": r.rows, "rejected_rows": r.rejected_rows, "reason": r.reason or None,
+        "table_rows": ", ".join(f"{t}:{n}" for t, n in sorted(r.tables.items()))
+        if len(r.tables) > 1 else None,
         "first_event_utc": r.first_event, "last_event_utc": r.last_event,
         "ingested_utc": now, "seconds": r.seconds, "file_mtime_ns": r.mtime_ns,
     } for r in results], schema=schema.INGEST_LOG.schema)

@@ -340,6 +340,10 @@ INGEST_LOG = Table(
                                 "(its rows were in a damaged lake file: read again by the "
                                 "next ingest)."),
         _c("rows", pl.Int64, "Canonical rows written."),
+        _c("table_rows", pl.String, "Rows written per lake table, for a file that feeds "
+                                    "several (a ScubaGear export: `accepted_domains:7, "
+                                    "exo_settings:4, inbound_connectors:1`; a tracking log: "
+                                    "`messages` and `onprem_hops`)."),
         _c("rejected_rows", pl.Int64, "Rows sent to `rejects`."),
         _c("reason", pl.String, "Why the file was rejected."),
         _c("first_event_utc", UTC_TS, "Earliest event time in the file."),

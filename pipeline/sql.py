@@ -72,12 +72,10 @@ CREATE OR REPLACE MACRO is_spam(status, spam_verdict, ndr_code) AS
     OR ndr_code IN ('5.7.750', '5.7.705', '5.7.711', '5.1.8', '5.7.708', '5.7.64');
 CREATE OR REPLACE MACRO is_public_suffix(d) AS (  -- `*.<it>` covers the internet (PSL)
     d IS NULL OR d IN ('', '*') OR NOT contains(d, '.')  -- a bare TLD, listed or not
-    OR (EXISTS (SELECT 1 FROM public_suffixes AS p
-                WHERE p.suffix = lower(d) AND p.kind <> 'exception'
-                   OR p.kind = 'wildcard'
-                      AND p.suffix = regexp_replace(lower(d), '^[^.]+\.', ''))
-        AND NOT EXISTS (SELECT 1 FROM public_suffixes AS p
-                        WHERE p.kind = 'exception' AND p.suffix = lower(d))));
+    OR ((lower(d) IN (SELECT suffix FROM public_suffixes WHERE kind <> 'exception')
+         OR regexp_replace(lower(d), '^[^.]+\.', '')
+            IN (SELECT suffix FROM public_suffixes WHERE kind = 'wildcard'))
+        AND lower(d) NOT IN (SELECT suffix FROM public_suffixes WHERE kind = 'exception')));
 CREATE OR REPLACE MACRO covered(first_since, ended, spans, ts) AS  -- in a known_domains span
     coalesce(CASE WHEN NOT ended THEN ts >= first_since
                   ELSE list_bool_or(list_transform(spans, lambda x:

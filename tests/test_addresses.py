@@ -4,6 +4,7 @@ library's own answer over drawn networks and addresses, and inside DuckDB."""
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 
 import duckdb
 from hypothesis import given
@@ -59,6 +60,16 @@ def test_the_functions_work_in_duckdb_lambdas() -> None:
 _PSL = addresses.public_suffixes().to_pylist()
 
 
+@lru_cache(maxsize=1)
+def _session() -> duckdb.DuckDBPyConnection:
+    from pipeline import sql
+
+    con = duckdb.connect()
+    addresses.register(con)
+    con.execute(sql.MACROS.replace("{infer_min_counterparties}", "3"))
+    return con
+
+
 @given(st.sampled_from(_PSL), st.sampled_from(["", "x.", "a.b.", "www.", "city."]),
        st.booleans())
 def test_is_public_suffix_agrees_with_publicsuffixlist(rule, prefix, upper) -> None:  # type: ignore[no-untyped-def]
@@ -67,12 +78,7 @@ def test_is_public_suffix_agrees_with_publicsuffixlist(rule, prefix, upper) -> N
     under every kind of rule (exact, wildcard, exception)."""
     from publicsuffixlist import PublicSuffixList
 
-    from pipeline import sql
-
     name = prefix + rule["suffix"]
-    con = duckdb.connect()
-    addresses.register(con)
-    con.execute(sql.MACROS.replace("{infer_min_counterparties}", "3"))
-    got = con.execute("SELECT is_public_suffix($d)",
+    got = _session().execute("SELECT is_public_suffix($d)",
                       {"d": name.upper() if upper else name}).fetchone()
     assert got == (bool(PublicSuffixList().is_public(name)),), name

@@ -16,7 +16,7 @@ from pipeline.settings import DetectSettings
 from tests.conftest import AS_OF, SNAPSHOT, LakeBuilder
 from tests.test_accuracy import judged
 
-SEEDS = range(4)
+SEEDS = range(3)
 FOLLOW = timedelta(hours=DetectSettings().change_follow_hours)
 
 

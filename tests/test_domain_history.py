@@ -20,7 +20,7 @@ from pipeline.settings import DetectSettings
 from tests.conftest import AS_OF, LakeBuilder
 from tests.test_accuracy import judged
 
-SEEDS = range(4)
+SEEDS = range(3)
 CREATED = datetime(2024, 3, 1, tzinfo=timezone.utc)
 OWN, OLD = "acme.example", "legacy-acme.example"
 

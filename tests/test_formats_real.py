@@ -185,9 +185,11 @@ def test_scubagear_provider_settings_feed_three_tables(tmp_path) -> None:  # typ
     assert inbound[:6] == ("inbound connector test 1", "Partner", True, ["test.domain.com"], [],
                            True)
     assert str(inbound[6]) == "2026-03-03"
-    log = duckdb.sql(f"SELECT source_format, status FROM read_parquet("
+    log = duckdb.sql(f"SELECT source_format, status, rows, table_rows FROM read_parquet("
                      f"'{lake}/ingest_log/*.parquet')").fetchall()
-    assert log == [("scubagear_provider_settings", "ingested")]
+    assert log == [("scubagear_provider_settings", "ingested", 12,  # one row, a table each
+                    "accepted_domains:7, exo_settings:4, inbound_connectors:1, "
+                    "outbound_connectors:0")]
     activity = detect.evaluate(lake, detect.Run(AS_OF, None, s.detect)).rows["tenant_activity"]
     assert activity.row(0, named=True)["has_connector_list"]
 

@@ -9,9 +9,12 @@ configuration exports, quiet tenants with days of history only. Attacks: an atta
 connector, an abused hybrid connector, an open on-premises relay (each from unregistered
 domains), and a compromised mailbox of a registered domain, from barely visible to floods.
 Each tenant's traffic is written in an export format drawn for it (message trace as
-Export-Csv from PowerShell 5.1 or 7, ConvertTo-Json, NDJSON, Graph, Export-Clixml; trace
-detail; historical-search summary and extended reports; a hybrid tenant's on-premises
-tracking logs) and ingested as a user's would be; detect then runs as the nightly job would at each of the last four midnights.
+Export-Csv from PowerShell 5.1 or 7, ConvertTo-Json, NDJSON, Graph (with or without its
+exchangeMessageTraceDetail), Export-Clixml; trace detail; historical-search summary and
+extended reports; a hybrid tenant's on-premises tracking logs), its configuration in a drawn
+form too (ConvertTo-Json, Export-Csv, Export-Clixml, or one ScubaGear
+ProviderSettingsExport.json), and ingested as a user's would be; detect then runs as the
+nightly job would at each of the last four midnights.
 
 It prints, for each seed: the false-block rate over legitimate tenants (by shape), the miss
 rate per attack kind and intensity, and for attacks the hours from the first message to
@@ -47,7 +50,9 @@ LEGIT = ["office", "hybrid_cert_v4", "hybrid_cert_v6", "hybrid_ip", "forwarding"
          "newsletter", "subdomains", "no_accepted_domains", "empty_connector_export", "quiet"]
 ATTACKS = ["attacker_connector", "abused_connector", "open_relay", "compromised_mailbox"]
 FORMATS = ["trace_ps51", "trace_ps7", "trace_ndjson", "trace_json_ps51", "trace_graph",
-           "trace_clixml", "trace_detail", "summary_utf16", "extended_utf16"]
+           "trace_graph_detail", "trace_clixml", "trace_detail", "summary_utf16",
+           "extended_utf16"]
+CONFIG = ["json", "csv", "clixml", "scubagear"]  # how its configuration was exported
 WITH_CONNECTOR = ["summary_utf16", "extended_utf16"]  # the reports that name the connector
 ON_PREMISES = ["tracking_log"]  # a hybrid tenant's own server's logs (its users' mail)
 SUFFIX = {"trace_clixml": "xml", "tracking_log": "LOG"}
@@ -68,6 +73,7 @@ class Tenant:
     hours: float = 0.0  # attack duration
     ms_block: datetime | None = None  # when Microsoft's simulated block would fall
     fmt: str = ""
+    cfg: str = "json"
     no_accepted_domains: bool = False  # the tenant's accepted-domain export is missing
     inbound: float = 1.0  # received mail per sent mail (traces hold both directions)
 
@@ -174,6 +180,7 @@ class Sim:
         t.no_accepted_domains |= t.kind == "no_accepted_domains"
         t.fmt = rng.choice(WITH_CONNECTOR + ON_PREMISES if name else WITH_CONNECTOR
                            if t.kind == "attacker_connector" else FORMATS)
+        t.cfg = rng.choice(CONFIG)
         t.rows.sort(key=lambda r: r["received_utc"])
 
     def attack(self, t: Tenant, name: str | None, ips: tuple[str, ...]) -> None:
@@ -221,15 +228,14 @@ def write(t: Tenant, inbox: Path, rng: random.Random, parts: int = 1,
     folder = inbox / t.slug
     folder.mkdir(parents=True, exist_ok=True)
     org = f"{t.slug}.onmicrosoft.com"
-    if config and not t.no_accepted_domains:
-        exports.accepted_domains_json(folder / "accepted_domains.json", [
-            {"domain_name": d, "match_subdomains": t.subdomains,
-             "when_created_utc": END - timedelta(days=800)} for d in [*t.domains, org]])
-    if config and t.connectors == []:
-        (folder / "inbound_connectors.json").write_text(rng.choice(["", "[]", "[null]"]))
-    elif config and t.connectors:
-        exports.inbound_connectors_json(folder / "inbound_connectors.json", [
-            {**c, "when_changed_utc": c["when_created_utc"]} for c in t.connectors])
+    domains = [{"domain_name": d, "match_subdomains": t.subdomains,
+                "when_created_utc": END - timedelta(days=800)} for d in [*t.domains, org]]
+    if config and t.cfg == "scubagear" and not t.no_accepted_domains and t.connectors is not None:
+        exports.scubagear_export(folder / "ProviderSettingsExport.json", domains,
+                                 [{**c, "when_changed_utc": c["when_created_utc"]}
+                                  for c in t.connectors], END)
+    elif config:
+        _config(t, folder, domains, rng)
     if not trace:
         return
     cuts = sorted(rng.sample(range(1, max(2, len(t.rows))), min(parts, len(t.rows)) - 1))
@@ -245,11 +251,30 @@ def write(t: Tenant, inbox: Path, rng: random.Random, parts: int = 1,
         lo = hi
 
 
+def _config(t: Tenant, folder: Path, domains: list[dict], rng: random.Random) -> None:
+    """Accepted domains and inbound connectors, each as its own export in t.cfg's form."""
+    suffix = {"clixml": "xml"}.get(t.cfg, t.cfg if t.cfg == "csv" else "json")
+    if not t.no_accepted_domains:
+        getattr(exports, f"accepted_domains_{suffix.replace('xml', 'clixml')}")(
+            folder / f"accepted_domains.{suffix}", domains)
+    if t.connectors == []:
+        (folder / "inbound_connectors.json").write_text(rng.choice(["", "[]", "[null]"]))
+    elif t.connectors:
+        getattr(exports, f"inbound_connectors_{suffix.replace('xml', 'clixml')}")(
+            folder / f"inbound_connectors.{suffix}",
+            [{**c, "when_changed_utc": c["when_created_utc"]} for c in t.connectors])
+
+
 def _traffic(t: Tenant, path: Path, rows: list[dict], org: str) -> None:
     if t.fmt == "summary_utf16":
         exports.historical_summary(path, rows)
     elif t.fmt == "extended_utf16":
         exports.historical_extended(path, rows)
+    elif t.fmt == "trace_graph_detail":  # the trace and, per message, its detail records
+        exports.message_trace_json(path, rows, org, "graph")
+        first = list({r["network_message_id"]: r for r in rows}.values())
+        exports.graph_trace_detail_json(path.with_name(f"{path.stem}_detail.json"),
+                                        exports.detail_events(first))
     elif t.fmt == "trace_clixml":
         exports.message_trace_clixml(path, rows, org)
     elif t.fmt == "trace_detail":

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -94,6 +95,74 @@ def chunks(it: Iterator[dict[str, Any]], size: int = 100_000) -> Iterator[list[d
         yield chunk
 
 
+ORG = "bigco.onmicrosoft.com"
+
+
+def _trace(n: int, seed: int) -> list[dict[str, Any]]:
+    return list(rows(n, random.Random(seed), lambda: 1))
+
+
+def _msgtrk(folder: Path, n: int, seed: int) -> None:
+    events = exports.tracking_events(_trace(n, seed), "EXCH01")
+    by_hour: dict[datetime, list[dict[str, Any]]] = {}
+    for e in events:
+        by_hour.setdefault(e["time"].replace(minute=0, second=0, microsecond=0), []).append(e)
+    for hour, evs in by_hour.items():
+        exports.tracking_log(folder / f"MSGTRK{hour:%Y%m%d%H}-1.LOG", evs)
+
+
+def _mass(path: Path, n: int, seed: int) -> None:
+    rng = random.Random(seed)
+    exports.historical_summary_stream(path, chunks(rows(n, rng, lambda: rng.randint(20, 50))),
+                                      "utf-8")
+
+
+# name -> writer(path, n, seed): run in a child process (`python -m tests.bench.shapes`),
+# so that the bench's own memory never counts in a measured command's peak (a forked
+# child's maximum resident set starts from its parent's)
+WRITERS: dict[str, Callable[[Path, int, int], None]] = {
+    "summary_1rcpt": lambda p, n, seed: exports.historical_summary_stream(
+        p, chunks(rows(n, random.Random(seed), lambda: 1)), "utf-8"),
+    "summary_mass": _mass,
+    "trace_ps51": lambda p, n, seed: exports.message_trace_csv(p, _trace(n, seed), ORG,
+                                                               "ps51", "us"),
+    "trace_ndjson": lambda p, n, seed: exports.message_trace_json(p, _trace(n, seed), ORG,
+                                                                  "ndjson"),
+    "trace_json": lambda p, n, seed: exports.message_trace_json(p, _trace(n, seed), ORG, "ps7"),
+    "extended_utf16": lambda p, n, seed: exports.historical_extended(p, _trace(n, seed),
+                                                                     "utf-16-le"),
+    "msgtrk": _msgtrk,
+    "msp_night": lambda p, n, seed: night(p, n, seed),
+}
+
+
+def night(inbox: Path, tenants: int, day: int) -> None:
+    """One MSP night (day `day`): every tenant's trace, accepted domains, connectors and
+    audit events, ~100 rows each."""
+    rng = random.Random(day)
+    when = START + timedelta(days=day)
+    for t in range(tenants):
+        slug = f"t{t:04d}"
+        d = inbox / slug
+        own = f"{slug}.example"
+        trace = [{**r, "received_utc": when + (r["received_utc"] - START)}
+                 for r in rows(100, rng, lambda: 1, days=1, domain=own)]
+        exports.message_trace_csv(d / "trace.csv", trace, f"{slug}.onmicrosoft.com", "ps7",
+                                  "iso")
+        exports.accepted_domains_csv(d / "accepted_domains.csv", [
+            {"domain_name": own, "when_created_utc": START - timedelta(days=400)}])
+        exports.inbound_connectors_csv(d / "inbound_connectors.csv", [
+            {"name": f"Hybrid {slug}", "connector_type": "OnPremises", "sender_domains": ["*"],
+             "sender_ip_addresses": ["203.0.113.5"],
+             "when_created_utc": START - timedelta(days=300),
+             "when_changed_utc": START - timedelta(days=300)}])
+        exports.purview_audit_csv(d / "audit.csv", [
+            {"record_id": f"{slug}-{day}-{k}", "creation_utc": when + timedelta(minutes=k),
+             "operation": "Set-Mailbox", "user_id": f"admin@{own}", "client_ip": "198.51.100.7",
+             "object_id": f"u{k}", "parameters": {"Identity": f"u{k}"}} for k in range(100)],
+            f"{slug}.onmicrosoft.com")
+
+
 class Shapes:
     def __init__(self, bench: Any, run: Callable[..., Any], median_of: Callable[..., Any],
                  rw: list[str], py: str) -> None:
@@ -103,7 +172,16 @@ class Shapes:
     def n(self, full: int) -> int:
         return max(200, int(full * self.b.scale))
 
-    # ------------------------------------------------------------ one shape
+    def input(self, name: str, target: str, n: int, seed: int = 20) -> Path:
+        """The input of a shape, written once (by a child process) and kept in --work."""
+        path = self.dir / "inputs" / target
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".part")
+            shutil.rmtree(tmp, ignore_errors=True)
+            self.run([self.py, "-m", "tests.bench.shapes", name, str(tmp), str(n), str(seed)])
+            tmp.rename(path)
+        return path
 
     def compare(self, name: str, target: Path, bare: list[str], rows_desc: str,
                 tenant: str | None = "bigco") -> None:
@@ -126,110 +204,41 @@ class Shapes:
         self.b.target(f"shape_{name}_vs_bare", o.seconds / b.seconds, 1.6, "x")
         self.b.target(f"shape_{name}_peak_rss", o.peak_mb / 1024, 2.0, "GiB")
 
-    def file(self, name: str, write: Callable[[Path], None]) -> Path:
-        path = self.dir / "inputs" / name
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write(path)
-        return path
-
-    # ------------------------------------------------------------ the shapes
-
     def all(self) -> None:
-        rng = random.Random(20)
         out = str(self.dir / "out.parquet")
-        n = self.n(2_000_000)
-        p = self.file("summary_1rcpt.csv", lambda p: exports.historical_summary_stream(
-            p, chunks(rows(n, rng, lambda: 1)), "utf-8"))
-        self.compare("summary_1rcpt", p, [BARE_CSV, str(p), out, "recipient_status", ""],
-                     f"{n:,} rows")
-        n = self.n(150_000)
-        p = self.file("summary_mass.csv", lambda p: exports.historical_summary_stream(
-            p, chunks(rows(n, rng, lambda: rng.randint(20, 50))), "utf-8"))
-        self.compare("summary_mass", p, [BARE_CSV, str(p), out, "recipient_status", ""],
-                     f"{n:,} rows x 20-50 recipients")
-        n = self.n(1_000_000)
-        trace = None
+        for name, target, full, bare, desc in (
+                ("summary_1rcpt", "summary_1rcpt.csv", 2_000_000,
+                 [BARE_CSV, "{p}", out, "recipient_status", ""], "{n:,} rows"),
+                ("summary_mass", "summary_mass.csv", 150_000,
+                 [BARE_CSV, "{p}", out, "recipient_status", ""], "{n:,} rows x 20-50 recipients"),
+                ("trace_ps51", "trace_ps51.csv", 1_000_000, [BARE_CSV, "{p}", out, "", "#"],
+                 "{n:,} rows"),
+                ("trace_ndjson", "trace.ndjson", 1_000_000, [BARE_NDJSON, "{p}", out],
+                 "{n:,} rows"),
+                ("trace_json", "trace.json", 1_000_000, [BARE_JSON, "{p}", out], "{n:,} rows"),
+                ("extended_utf16", "extended_utf16.csv", 500_000,
+                 [BARE_UTF16, "{p}", out, str(self.dir / "transcoded.csv")],
+                 "{n:,} messages, 2 events each"),
+                ("msgtrk", "msgtrk", 500_000, [BARE_CSV, "{p}/*.LOG", out, "", "#"],
+                 "{n:,} messages, 2 events each, hourly files")):
+            n = self.n(full)
+            p = self.input(name, target, n)
+            self.compare(name, p, [a.replace("{p}", str(p)) for a in bare], desc.format(n=n))
+        self.msp()
 
-        def trace_rows() -> list[dict[str, Any]]:
-            nonlocal trace
-            trace = trace or list(rows(n, rng, lambda: 1))
-            return trace
-
-        p = self.file("trace_ps51.csv", lambda p: exports.message_trace_csv(
-            p, trace_rows(), "bigco.onmicrosoft.com", "ps51", "us"))
-        self.compare("trace_ps51", p, [BARE_CSV, str(p), out, "", "#"], f"{n:,} rows")
-        p = self.file("trace.ndjson", lambda p: exports.message_trace_json(
-            p, trace_rows(), "bigco.onmicrosoft.com", "ndjson"))
-        self.compare("trace_ndjson", p, [BARE_NDJSON, str(p), out], f"{n:,} rows")
-        p = self.file("trace.json", lambda p: exports.message_trace_json(
-            p, trace_rows(), "bigco.onmicrosoft.com", "ps7"))
-        self.compare("trace_json", p, [BARE_JSON, str(p), out], f"{n:,} rows")
-        n = self.n(500_000)
-        p = self.file("extended_utf16.csv", lambda p: exports.historical_extended(
-            p, list(rows(n, rng, lambda: 1)), "utf-16-le"))
-        self.compare("extended_utf16", p, [BARE_UTF16, str(p), out,
-                                           str(self.dir / "transcoded.csv")],
-                     f"{n:,} messages, 2 events each")
-        self.msgtrk(rng, out)
-        self.msp(rng)
-
-    def msgtrk(self, rng: random.Random, out: str) -> None:
-        n = self.n(500_000)
-        folder = self.dir / "inputs" / "msgtrk"
-        if not folder.exists():
-            events = exports.tracking_events(list(rows(n, rng, lambda: 1)), "EXCH01")
-            by_hour: dict[datetime, list[dict[str, Any]]] = {}
-            for e in events:
-                by_hour.setdefault(e["time"].replace(minute=0, second=0, microsecond=0),
-                                   []).append(e)
-            for hour, evs in by_hour.items():
-                exports.tracking_log(folder / f"MSGTRK{hour:%Y%m%d%H}-1.LOG", evs)
-        files = len(list(folder.glob("*.LOG")))
-        self.compare("msgtrk", folder, [BARE_CSV, str(folder / "*.LOG"), out, "", "#"],
-                     f"{n:,} messages, 2 events each, {files} hourly files")
-
-    def night(self, day: int, tenants: int, rng: random.Random) -> Path:
-        """One MSP night: every tenant's trace, accepted domains, connectors and audit."""
-        inbox = self.dir / "inputs" / f"msp-night-{day:02d}"
-        if inbox.exists():
-            return inbox
-        when = START + timedelta(days=day)
-        for t in range(tenants):
-            slug = f"t{t:04d}"
-            d = inbox / slug
-            own = f"{slug}.example"
-            trace = [{**r, "received_utc": when + (r["received_utc"] - START)}
-                     for r in rows(100, rng, lambda: 1, days=1, domain=own)]
-            exports.message_trace_csv(d / "trace.csv", trace, f"{slug}.onmicrosoft.com",
-                                      "ps7", "iso")
-            exports.accepted_domains_csv(d / "accepted_domains.csv", [
-                {"domain_name": own, "when_created_utc": START - timedelta(days=400)}])
-            exports.inbound_connectors_csv(d / "inbound_connectors.csv", [
-                {"name": f"Hybrid {slug}", "connector_type": "OnPremises",
-                 "sender_domains": ["*"], "sender_ip_addresses": ["203.0.113.5"],
-                 "when_created_utc": START - timedelta(days=300),
-                 "when_changed_utc": START - timedelta(days=300)}])
-            exports.purview_audit_csv(d / "audit.csv", [
-                {"record_id": f"{slug}-{day}-{k}", "creation_utc": when + timedelta(minutes=k),
-                 "operation": "Set-Mailbox", "user_id": f"admin@{own}",
-                 "client_ip": "198.51.100.7", "object_id": f"u{k}",
-                 "parameters": {"Identity": f"u{k}"}} for k in range(100)],
-                f"{slug}.onmicrosoft.com")
-        return inbox
-
-    def msp(self, rng: random.Random) -> None:
+    def msp(self) -> None:
         tenants = max(20, int(2000 * self.b.scale))
-        first = self.night(0, tenants, rng)
+        first = self.input("msp_night", f"msp-night-{tenants}-00", tenants, 0)
         self.compare("msp_night", first, [BARE_DUCKDB, str(first), str(self.dir / "msp.parquet")],
                      f"{tenants:,} tenants x 4 files x ~100 rows", tenant=None)
         # the 31st night: a lake holding the first 30 (nights 2-30 ingested in one go:
         # the same partitions and manifest as night by night), then night 31, from a copy
-        lake30 = self.dir / "msp-lake-30"
+        lake30 = self.dir / f"msp-lake-30-{tenants}"
         if not lake30.exists():
-            nights = [self.night(d, tenants, rng) for d in range(30)]
+            nights = [self.input("msp_night", f"msp-night-{tenants}-{d:02d}", tenants, d)
+                      for d in range(30)]
             self.run([*self.rw, "-q", "ingest", *map(str, nights), "--lake", str(lake30)])
-        last = self.night(30, tenants, rng)
+        last = self.input("msp_night", f"msp-night-{tenants}-30", tenants, 30)
         lake = self.dir / "msp-lake-31"
 
         def night31() -> Any:
@@ -246,3 +255,8 @@ class Shapes:
                     f"{late.seconds:6.2f} s vs {one.seconds:6.2f} s | "
                     f"{late.seconds / one.seconds:4.2f}x, peak {late.peak_mb:5.0f} MB")
         self.b.target("shape_msp_night_31st_vs_first", late.seconds / one.seconds, 1.3, "x")
+
+
+if __name__ == "__main__":  # python -m tests.bench.shapes NAME PATH N SEED: write one input
+    name, path, n, seed = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    WRITERS[name](path, n, seed)
