@@ -451,10 +451,6 @@ def merge_duplicates(df: pl.DataFrame) -> pl.DataFrame:
     return _in_place(df.drop("_msg"), dup, merged.select(df.columns).drop("_msg"))
 
 
-# Graph's exchangeMessageTraceDetail names no recipient: its row is about the message
-MESSAGE_EVENTS = "graph_message_trace_detail"
-
-
 def _fold_message_events(df: pl.DataFrame) -> pl.DataFrame:
     """Fold rows about a whole message (no recipient) into its recipient rows of the same
     Message-ID: their NDR code where a row has none, and their spam verdict. A message
@@ -463,7 +459,7 @@ def _fold_message_events(df: pl.DataFrame) -> pl.DataFrame:
     if df.get_column("recipient_address").null_count() == 0:  # metadata: the usual case
         return df
     about = (pl.col("recipient_address").is_null() & pl.col("message_id").is_not_null()
-             & pl.col("source_format").cast(pl.String).str.starts_with(MESSAGE_EVENTS)
+             & pl.col("source_format").cast(pl.String).str.starts_with(schema.WHOLE_MESSAGE_FORMAT)
              ).fill_null(False)
     mask = df.select(about).to_series()
     if not mask.any():

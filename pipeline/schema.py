@@ -78,6 +78,15 @@ _SOURCE = (
     _c("source_line", pl.Int64, "Line of the input file the row came from (first line = 1)."),
 )
 
+# The source format whose message rows are about a whole message, not a recipient (Graph's
+# exchangeMessageTraceDetail names none): the lake folds them into the message's rows
+WHOLE_MESSAGE_FORMAT = "graph_message_trace_detail"
+
+_CREATED_CHANGED = (
+    _c("when_created_utc", UTC_TS, "WhenCreatedUTC."),
+    _c("when_changed_utc", UTC_TS, "WhenChangedUTC."),
+)
+
 _SNAPSHOT = (
     _c("tenant", pl.String, "Tenant slug."),
     _c("snapshot_utc", UTC_TS, "When the snapshot was taken (export file's modification time)."),
@@ -129,8 +138,7 @@ ACCEPTED_DOMAINS = Table(
         _c("match_subdomains", pl.Boolean,
            "Also covers every subdomain (also true for `*.` names)."),
         _c("is_initial", pl.Boolean, "The tenant's initial `*.onmicrosoft.com` domain."),
-        _c("when_created_utc", UTC_TS, "WhenCreatedUTC."),
-        _c("when_changed_utc", UTC_TS, "WhenChangedUTC."),
+        *_CREATED_CHANGED,
         *_SOURCE,
     ),
 )
@@ -144,8 +152,7 @@ _CONNECTOR_HEAD = (
 )
 _CONNECTOR_TAIL = (
     _c("comment", pl.String, "Comment."),
-    _c("when_created_utc", UTC_TS, "WhenCreatedUTC."),
-    _c("when_changed_utc", UTC_TS, "WhenChangedUTC."),
+    *_CREATED_CHANGED,
     *_SOURCE,
 )
 
@@ -200,8 +207,7 @@ RECEIVE_CONNECTORS = Table(
         _c("auth_mechanism", STR_LIST,
            "AuthMechanism, e.g. Tls, Integrated, ExternalAuthoritative."),
         _c("fqdn", pl.String, "Fqdn."),
-        _c("when_created_utc", UTC_TS, "WhenCreatedUTC."),
-        _c("when_changed_utc", UTC_TS, "WhenChangedUTC."),
+        *_CREATED_CHANGED,
         *_SOURCE,
     ),
 )
@@ -221,8 +227,7 @@ SEND_CONNECTORS = Table(
         _c("require_tls", pl.Boolean, "RequireTLS."),
         _c("tls_certificate_name", pl.String, "TlsCertificateName."),
         _c("cloud_services_mail_enabled", pl.Boolean, "CloudServicesMailEnabled."),
-        _c("when_created_utc", UTC_TS, "WhenCreatedUTC."),
-        _c("when_changed_utc", UTC_TS, "WhenChangedUTC."),
+        *_CREATED_CHANGED,
         *_SOURCE,
     ),
 )
@@ -279,8 +284,7 @@ EXO_SETTINGS = Table(
                                  "conn_filter (ScubaGear's key)."),
         _c("name", pl.String, "Name, else Identity (attacker-controlled text)."),
         _c("state", pl.String, "A transport rule's State (Enabled, Disabled)."),
-        _c("when_created_utc", UTC_TS, "WhenCreatedUTC."),
-        _c("when_changed_utc", UTC_TS, "WhenChangedUTC."),
+        *_CREATED_CHANGED,
         _c("properties", pl.String, "The object as ScubaGear wrote it (JSON)."),
         *_SOURCE,
     ),

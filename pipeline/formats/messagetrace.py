@@ -18,7 +18,7 @@ from pipeline.formats.common import (
 # Message times before this are placeholders (Windows' 1601-01-01 epoch, 1900-01-01), not
 # mail: Exchange Online's traces go back 90 days, on-premises logs a few years.
 EARLIEST = datetime(1990, 1, 1, tzinfo=timezone.utc)
-GRAPH_DETAIL = "graph_message_trace_detail"  # Graph's exchangeMessageTraceDetail
+GRAPH_DETAIL = schema.WHOLE_MESSAGE_FORMAT  # Graph's exchangeMessageTraceDetail
 
 
 def _latest() -> datetime:

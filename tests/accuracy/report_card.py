@@ -251,18 +251,25 @@ def write(t: Tenant, inbox: Path, rng: random.Random, parts: int = 1,
         lo = hi
 
 
+# each configuration form: the files' suffix and the writers of both exports
+CONFIG_WRITERS = {
+    "json": ("json", exports.accepted_domains_json, exports.inbound_connectors_json),
+    "csv": ("csv", exports.accepted_domains_csv, exports.inbound_connectors_csv),
+    "clixml": ("xml", exports.accepted_domains_clixml, exports.inbound_connectors_clixml),
+}
+
+
 def _config(t: Tenant, folder: Path, domains: list[dict], rng: random.Random) -> None:
-    """Accepted domains and inbound connectors, each as its own export in t.cfg's form."""
-    suffix = {"clixml": "xml"}.get(t.cfg, t.cfg if t.cfg == "csv" else "json")
+    """Accepted domains and inbound connectors, each as its own export in t.cfg's form (a
+    ScubaGear tenant without both falls back to JSON)."""
+    suffix, write_domains, write_connectors = CONFIG_WRITERS.get(t.cfg, CONFIG_WRITERS["json"])
     if not t.no_accepted_domains:
-        getattr(exports, f"accepted_domains_{suffix.replace('xml', 'clixml')}")(
-            folder / f"accepted_domains.{suffix}", domains)
+        write_domains(folder / f"accepted_domains.{suffix}", domains)
     if t.connectors == []:
         (folder / "inbound_connectors.json").write_text(rng.choice(["", "[]", "[null]"]))
     elif t.connectors:
-        getattr(exports, f"inbound_connectors_{suffix.replace('xml', 'clixml')}")(
-            folder / f"inbound_connectors.{suffix}",
-            [{**c, "when_changed_utc": c["when_created_utc"]} for c in t.connectors])
+        write_connectors(folder / f"inbound_connectors.{suffix}",
+                         [{**c, "when_changed_utc": c["when_created_utc"]} for c in t.connectors])
 
 
 def _traffic(t: Tenant, path: Path, rows: list[dict], org: str) -> None:
