@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # sample_logs/ ends on 2026-11-27: judge it as the nightly run of the next day would
 SAMPLE_AS_OF := 2026-11-28
 
-.PHONY: demo test bench sample clean wheel-check lock accuracy
+.PHONY: demo test test-spark bench sample clean wheel-check lock accuracy
 
 # The pinned versions from requirements.lock, then relaywatch itself without resolving again
 $(STAMP): pyproject.toml requirements.lock
@@ -28,6 +28,17 @@ test: $(STAMP)
 	$(BIN)/ruff check pipeline tests
 	$(BIN)/mypy pipeline
 	$(BIN)/python -m pytest -q
+
+# --engine spark on a real standalone cluster (a master and a worker on 127.0.0.1, started and
+# stopped by tests/spark/conftest.py): the [spark] extra from requirements-spark.lock, Java 17.
+SPARK_STAMP := $(VENV)/.spark-installed
+$(SPARK_STAMP): $(STAMP) requirements-spark.lock
+	$(BIN)/python -m pip install --quiet -r requirements-spark.lock
+	@touch $(SPARK_STAMP)
+
+test-spark: $(SPARK_STAMP)
+	@command -v java >/dev/null 2>&1 || { echo "make test-spark: needs Java 17 (apt-get install openjdk-17-jre-headless)" >&2; exit 2; }
+	$(BIN)/python -m pytest -q -m spark tests/spark
 
 # The verdict report card (issue 17): three seeds of 300 drawn tenants, a few minutes.
 # ACCURACY_ARGS="--seed 7" picks one seed; "--work DIR" keeps the inboxes and lakes.
@@ -54,7 +65,7 @@ lock:
 
 # Not part of `make test`: minutes at full size. BENCH_SCALE=0.1 for a quick look;
 # BENCH_ARGS="--work DIR --only nightly" keeps the data and runs one part.
-bench: $(STAMP)
+bench: $(SPARK_STAMP)
 	$(BIN)/python tests/bench/bench.py $(BENCH_ARGS)
 
 sample: $(STAMP)

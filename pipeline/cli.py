@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -24,6 +26,17 @@ log = logging.getLogger("relaywatch")
 
 LAKE_OPTION = click.option("--lake", type=click.Path(file_okay=False, path_type=Path),
                            help="Lake folder (default: lake, or [paths] lake / $RELAYWATCH_LAKE).")
+
+
+def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--engine and --spark-master, for the commands that ingest."""
+    command = click.option("--spark-master", metavar="URL",
+                           help="With --engine spark: spark://HOST:7077, local[4] ... (default: "
+                                "[spark] master, what spark-submit gives, else local[*]).")(command)
+    return click.option("--engine", type=click.Choice(settings_mod.ENGINES),
+                        help="Where ingest and the rollups run: duckdb (this process, the "
+                             "default) or spark (a Spark cluster; pip install "
+                             "'relaywatch[spark]').")(command)
 
 
 class RelaywatchGroup(click.Group):
@@ -97,9 +110,11 @@ def cli(ctx: click.Context, config: Path | None, quiet: bool, debug: bool) -> No
               help="Field set for tracking-log rows that lack their #Fields header.")
 @click.option("--rehash", is_flag=True,
               help="Hash every file, even those whose path, size and mtime are unchanged.")
+@engine_options
 @click.pass_obj
 def ingest(obj: dict, paths: tuple[Path, ...], lake: Path | None, tenant: str | None,
-           date_order: str | None, headerless_msgtrk: str | None, rehash: bool) -> None:
+           date_order: str | None, headerless_msgtrk: str | None, rehash: bool,
+           engine: str | None, spark_master: str | None) -> None:
     """Ingest export files or an inbox folder (<inbox>/<tenant>/<files>) into the lake.
 
     Formats are recognised from the content, not the file name. Files already ingested
@@ -110,14 +125,20 @@ def ingest(obj: dict, paths: tuple[Path, ...], lake: Path | None, tenant: str | 
     Examples:
       relaywatch ingest inbox/ --lake lake/
       relaywatch ingest trace.csv --tenant contoso --date-order dmy
+      relaywatch ingest inbox/ --lake lake/ --engine spark --spark-master spark://head:7077
     """
     from pipeline import inbox, ingest as ingest_mod
 
     s = obj["settings"].with_overrides(lake=lake, date_order=date_order,
-                                       headerless_msgtrk=headerless_msgtrk)
+                                       headerless_msgtrk=headerless_msgtrk, engine=engine,
+                                       spark_master=spark_master)
     show_bar = sys.stderr.isatty() and not obj["quiet"]
-    total = inbox.total_bytes(paths) if show_bar else 0
-    if show_bar and total > 20_000_000:
+    total = inbox.total_bytes(paths) if show_bar and s.engine == "duckdb" else 0
+    if s.engine == "spark":
+        from pipeline import spark
+
+        report = spark.ingest(paths, s, tenant, rehash=rehash)
+    elif show_bar and total > 20_000_000:
         with click.progressbar(length=total, label="ingesting", file=sys.stderr) as bar:
             report = ingest_mod.ingest(paths, s, tenant, progress=bar.update, rehash=rehash)
     else:
@@ -262,10 +283,12 @@ def email(obj: dict, report_dir: Path, to: tuple[str, ...], smtp_host: str | Non
               help="Also append the log (with timestamps) to this file.")
 @click.option("--rehash", is_flag=True,
               help="Hash every inbox file, even those whose path, size and mtime are unchanged.")
+@engine_options
 @click.pass_obj
 def nightly(obj: dict, inbox: Path | None, lake: Path | None, reports: Path | None,
             as_of: str | None, email_to: tuple[str, ...], no_email: bool,
-            keep_days: int | None, log_file: Path | None, rehash: bool) -> None:
+            keep_days: int | None, log_file: Path | None, rehash: bool, engine: str | None,
+            spark_master: str | None) -> None:
     """The whole job for cron: ingest new files, detect, report, email, retention.
 
     One run per lake at a time (a second exits at once with code 4). Exit codes: 0 done,
@@ -277,6 +300,8 @@ def nightly(obj: dict, inbox: Path | None, lake: Path | None, reports: Path | No
       relaywatch nightly --inbox /srv/exports --lake /srv/lake --reports /srv/reports --no-email
       relaywatch -q nightly --inbox /srv/exports --email-to soc@msp.example --keep-days 90 \\
           --log-file /var/log/relaywatch.log
+      relaywatch nightly --inbox /srv/exports --no-email --engine spark \\
+          --spark-master spark://head:7077
     """
     import time
 
@@ -297,7 +322,8 @@ def nightly(obj: dict, inbox: Path | None, lake: Path | None, reports: Path | No
         log.addHandler(to_file)
         log.setLevel(min(log.level, logging.INFO))
         handler.setLevel(logging.WARNING if obj["quiet"] else logging.INFO)
-    s = obj["settings"].with_overrides(inbox=inbox, lake=lake, reports=reports)
+    s = obj["settings"].with_overrides(inbox=inbox, lake=lake, reports=reports, engine=engine,
+                                       spark_master=spark_master)
     smtp = mail.smtp_settings(s.email)
     email_to = tuple(settings_mod.check_address(a, "--email-to") for a in email_to)
     recipients = None if no_email else list(email_to) or list(s.email.get("to", []))
@@ -343,6 +369,29 @@ def doctor(obj: dict, lake: Path | None, repair: bool) -> None:
     log.info("doctor: %d damaged files in %s", len(problems), s.lake)
     if problems and not repair:
         sys.exit(1)
+
+
+@cli.command()
+@LAKE_OPTION
+@click.pass_obj
+def rollups(obj: dict, lake: Path | None) -> None:
+    """Bring the lake's rollups (what the detections read) up to its message partitions and
+    accepted domains. Ingest and detect do it themselves; run it after writing partitions
+    some other way, or to see what a first build over an existing lake costs.
+
+    \b
+    Example:
+      relaywatch rollups --lake /srv/relaywatch/lake
+    """
+    from pipeline import rollups as rollups_mod
+    from pipeline.lake import Lake
+
+    s = obj["settings"].with_overrides(lake=lake)
+    found = Lake(s.lake).must_exist()
+    with found.locked():
+        done = rollups_mod.build(s.lake)
+    click.echo(f"rollups: {done.partitions} partition(s) rolled up ({done.rows_in} rows into "
+               f"{done.rows_out}), {done.removed} removed")
 
 
 @cli.command()

@@ -17,11 +17,11 @@ from typing import Any
 
 import polars as pl
 
-from pipeline import faults, schema, verdict
+from pipeline import faults, rollups, schema, verdict
 from pipeline.errors import ConfigError
 from pipeline.lake import Lake
 from pipeline.settings import DetectSettings, Settings
-from pipeline.sql import PINNED_COLUMNS, Session
+from pipeline.sql import Session
 
 DETECTIONS = ("tenant_activity", "unprovisioned_senders", "volume_spikes",
               "suspicious_connectors", "block_ndrs", "restricted_senders",
@@ -73,14 +73,19 @@ class Result:
 
 
 def evaluate(lake: Path, run: Run, session: Session | None = None,
-             cache: bool = False) -> Result:
+             stored: bool = True) -> Result:
     """Run every detection query and build findings and verdicts (nothing is written to
-    the lake's tables; with `cache`, which needs the lake lock, <lake>/.cache is brought up
-    to date). A caller's session (nightly's) is used as it is, and left open."""
+    the lake's tables). The detections read the rollups: `stored`, the lake's, brought up
+    to date first (under the lake lock); else rolled up now from the raw rows, which gives
+    the same results (tests compare the two). A caller's session (nightly's) is used as it
+    is, and left open."""
     lookback = timedelta(days=run.settings.window_days + run.settings.baseline_days)
-    with nullcontext(session) if session else Session(lake, cache=cache) as s:
+    with nullcontext(session) if session else Session(lake) as s:
+        if stored:
+            with Lake(lake).locked():
+                rollups.build(lake, s)
         s.set_thresholds(run.settings)
-        s.pin_messages((run.as_of - lookback).date(), PINNED_COLUMNS)
+        s.pin_lookback((run.as_of - lookback).date(), stored)
         rows = {name: s.run(name, run.params()) for name in DETECTIONS}
         drawn = {table: s.run(query, run.params()) for table, query in FOR_REPORT.items()}
     unprovisioned = rows["unprovisioned_senders"]
@@ -117,8 +122,7 @@ def detect(settings: Settings, as_of: datetime, tenant: str | None = None,
             raise ConfigError(f"--tenant {tenant!r}: no such tenant in {settings.lake} "
                               f"(it holds: {shown or 'none'})")
     with lake.locked(), faults.stage("detect"):
-        result = evaluate(settings.lake, Run(as_of, tenant, settings.detect), session,
-                          cache=True)
+        result = evaluate(settings.lake, Run(as_of, tenant, settings.detect), session)
         tenants = result.verdicts["tenant"].to_list()
         lake.replace_results("findings", as_of.date(), result.findings, tenants)
         lake.replace_results("verdicts", as_of.date(), result.verdicts, tenants)

@@ -5,7 +5,7 @@ every query that reads its table, for every tenant. Each one found is moved, nev
 to `<lake>/quarantine/` with a `.reason` beside it, and the raw exports that can rebuild it
 are marked `restore` in the manifest, so the next ingest reads them again (ingestion is
 idempotent: rows already there are not added twice). Results of detect (findings, verdicts)
-are rebuilt by the next detect; the detect cache by the next run.
+are rebuilt by the next detect; the rollups by the next ingest or detect.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
+from pipeline import rollups
 from pipeline.lake import MANIFEST, QUARANTINE, TMP_PREFIX, Lake
 
 log = logging.getLogger("relaywatch")
@@ -65,9 +66,11 @@ def check(lake: Lake, repair: bool = True) -> list[Problem]:
         rel = path.relative_to(lake.root)
         kept = lake.quarantine(path, f"unreadable Parquet ({why})") if repair else rel
         problems.append(Problem(rel, why, kept, _remedy(lake, rel, repair)))
-    cache = lake.root / ".cache"
-    if repair and cache.is_dir() and any(p.path.parts[0] != "findings" for p in problems):
-        shutil.rmtree(cache, ignore_errors=True)  # derived: rebuilt from the lake next run
+    if repair and any(p.path.parts[0] in ("messages", rollups.FOLDER) for p in problems):
+        # derived from the message partitions: the next ingest or detect builds them again
+        (lake.root / rollups.FOLDER / rollups.STATE).unlink(missing_ok=True)
+    if repair:
+        shutil.rmtree(lake.root / ".cache", ignore_errors=True)  # an older version's cache
     return problems
 
 
@@ -76,6 +79,8 @@ def _remedy(lake: Lake, rel: Path, repair: bool) -> str:
     table = rel.parts[0]
     if rel.as_posix() == MANIFEST:
         return "the manifest is rebuilt as every inbox file is read again by the next ingest"
+    if table == rollups.FOLDER:
+        return "derived from the message rows: built again by the next ingest or detect"
     key = dict(p.split("=", 1) for p in rel.parts[1:-1] if "=" in p)
     if table == "messages" and "tenant" in key and "date" in key:
         hit = ((pl.col("tenant") == key["tenant"])

@@ -4,6 +4,8 @@ RELAYWATCH_FAULT_AFTER_WRITES=N   SIGKILL at the N-th file write of the run (any
 RELAYWATCH_FAULT_AT=STAGE:N       SIGKILL at the N-th file write of a stage: ingest, detect,
                                   report (between writing the temporary file and renaming it)
 RELAYWATCH_FAULT_PAUSE=SECONDS    sleep that long once the lake lock is held (concurrency tests)
+RELAYWATCH_FAULT_TASK_PAUSE=S     sleep that long as each Spark ingest task starts (tests that kill
+                                  an executor or the driver while tasks run)
 """
 
 from __future__ import annotations
@@ -38,6 +40,12 @@ def write_point() -> None:
     if (limit and _writes["*"] >= int(limit)) or (
             at and at.split(":")[0] == now and _writes[now] >= int(at.split(":")[1])):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def task_point() -> None:
+    pause = os.environ.get("RELAYWATCH_FAULT_TASK_PAUSE")
+    if pause:
+        time.sleep(float(pause))
 
 
 def locked_point() -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline import formats, schema
+from pipeline import formats, rollups, schema
 from pipeline.errors import InputFormatError
 from pipeline.formats.common import Context, Parsed
 from pipeline.inbox import InputFile, check_apart, check_slug, discover
@@ -43,8 +43,12 @@ class Ingestor:
     """One ingestion batch over a lake (the caller holds the lake lock)."""
 
     def __init__(self, lake: Lake, settings: Settings,
-                 progress: Callable[[int], None] | None = None) -> None:
+                 progress: Callable[[int], None] | None = None,
+                 record: Callable[[list[FileResult]], None] | None = None) -> None:
+        """`record` takes the finished files' results instead of the manifest (a Spark task
+        hands them to the driver, which records them once every task has written)."""
         self.lake = lake
+        self.record = record or (lambda done: self.lake.record(manifest_rows(done)))
         self.settings = settings
         self.progress = progress or (lambda n: None)
         self.report = IngestReport()
@@ -53,13 +57,15 @@ class Ingestor:
         self._unrecorded: list[FileResult] = []
         self._own: dict[str, set[str]] = {}
 
-    def run(self, items: list[InputFile], rehash: bool = False) -> IngestReport:
+    def run(self, items: list[InputFile], rehash: bool = False,
+            clear_staging: bool = True) -> IngestReport:
         done = self.lake.already_ingested(rehash)
         # unchanged files (same path, size and mtime as when hashed) are not read again, so
         # a night with one new file reads one file, not the whole inbox
         known = {} if rehash else self.lake.known_files()
         self._done = done
-        shutil.rmtree(self.lake.root / STAGING, ignore_errors=True)  # a killed run's parts
+        if clear_staging:  # a killed run's parts (a Spark driver clears them for its tasks)
+            shutil.rmtree(self.lake.root / STAGING, ignore_errors=True)
         queue: list[tuple[InputFile, formats.Sniffed, FileResult]] = []
         # new files are hashed in the background, beside their parsing; whether one was
         # ingested before is decided before any of its rows is written
@@ -117,7 +123,8 @@ class Ingestor:
 
     def _record(self) -> None:
         """The manifest rows of the files finished so far (all of their rows written)."""
-        self.lake.record(manifest_rows(self._unrecorded))
+        if self._unrecorded:
+            self.record(self._unrecorded)
         self._unrecorded = []
 
     def _ingest_one(self, item: InputFile, sniffed: formats.Sniffed, res: FileResult) -> None:
@@ -225,15 +232,25 @@ class Ingestor:
         if res.status != "skipped" or res.duplicate:
             self._unrecorded.append(res)
 
-def ingest(paths: Iterable[Path], settings: Settings, tenant: str | None = None,
-           progress: Callable[[int], None] | None = None, rehash: bool = False) -> IngestReport:
-    """Ingest files and inbox folders into the lake named by the settings."""
+
+def inputs(paths: Iterable[Path], settings: Settings, tenant: str | None) -> list[InputFile]:
+    """The input files of an ingest, once the tenant, the lake's place and the inputs'
+    (apart from the lake) are checked."""
     if tenant:
         check_slug(tenant)
     paths = list(paths)
     Lake(settings.lake).check_place()
     check_apart([("lake", settings.lake), *(("input", p) for p in paths if Path(p).is_dir())])
-    items = discover(paths, tenant)
+    return discover(paths, tenant)
+
+
+def ingest(paths: Iterable[Path], settings: Settings, tenant: str | None = None,
+           progress: Callable[[int], None] | None = None, rehash: bool = False) -> IngestReport:
+    """Ingest files and inbox folders into the lake named by the settings."""
+    items = inputs(paths, settings, tenant)
     lake = Lake(settings.lake)
     with lake.locked():
-        return Ingestor(lake, settings, progress).run(items, rehash)
+        report = Ingestor(lake, settings, progress).run(items, rehash)
+        if report.count("ingested"):  # the detections read rollups: keep them current
+            rollups.build(settings.lake)
+        return report

@@ -112,7 +112,12 @@ def _stages(settings: Settings, inbox: Path, out: Outcome, lake: Lake,
             email_to: list[str] | None, smtp: mail.SmtpSettings | None,
             keep_days: int | None, rehash: bool) -> None:
     log.info("nightly: ingesting %s", inbox)
-    got = ingest.ingest([inbox], settings, rehash=rehash)
+    if settings.engine == "spark":
+        from pipeline import spark
+
+        got = spark.ingest([inbox], settings, rehash=rehash)
+    else:
+        got = ingest.ingest([inbox], settings, rehash=rehash)
     out.ingested, out.skipped, out.rejected = (got.count("ingested"), got.count("skipped"),
                                                got.count("rejected"))
     out.rows = sum(f.rows for f in got.files)
@@ -133,7 +138,7 @@ def _stages(settings: Settings, inbox: Path, out: Outcome, lake: Lake,
             log.info("retention: nothing before %s to drop", cutoff)
     log.info("nightly: detecting as of %s", out.as_of.isoformat())
     # detect and report share one session: the lookback is loaded once
-    with Session(settings.lake, cache=True) as session:
+    with Session(settings.lake) as session:
         detect.detect(settings, out.as_of, session=session)
         built = report.build(settings.lake, out.as_of.date(), settings.detect, shared=session)
     out.report_dir = render.write(built, settings.reports)

@@ -13,6 +13,7 @@ from polars._typing import PolarsDataType
 
 UTC_TS = pl.Datetime("us", "UTC")
 STR_LIST = pl.List(pl.String)
+INT_LIST = pl.List(pl.Int64)
 # Text with few distinct values (a direction, a status, a domain, the file a row came from),
 # held as a dictionary: the Parquet writer stores the codes it already has instead of
 # hashing every row's string to find them (writing a 7.4M-row lake: 5.4 -> 3.7 CPU-s), and
@@ -432,6 +433,63 @@ NDR_DAYS = Table(
     ),
 )
 
+_MESSAGE_KEYS = _c("message_keys", STR_LIST,
+                   "Distinct network message ids (else Message-IDs) of the rows, sorted.")
+_IDLESS = _c("idless_recipients", pl.Int64, "Recipient rows with neither id.")
+
+MAIL_ROLLUP = Table(
+    "mail_rollup",
+    "rollups/mail/tenant=<slug>/date=<YYYY-MM-DD>/data.parquet",
+    "`messages` summed per message-level key (queries/rollups/mail.sql): what the detections "
+    "read. Rebuilt by `relaywatch rollups` (ingest and detect run it) when its message "
+    "partition changes, and for a tenant when its accepted domains do. Direction and "
+    "registration are judged with the accepted domains; a tenant without them is judged at "
+    "detect time from its mail (NULL here).",
+    (
+        _c("tenant", pl.String, "Tenant slug."),
+        _c("date", pl.Date, "UTC day (partition key)."),
+        _c("received_utc", UTC_TS, "When the service received the message, UTC."),
+        _c("direction", pl.String, "As `outbound_mail` decides it."),
+        _c("connector", pl.String, "Connector the mail came through."),
+        _c("client_ip", pl.String, "IP it was received from."),
+        _c("sender_address", pl.String, "Header sender address."),
+        _c("sender_domain", pl.String, "Its domain."),
+        _c("envelope_domain", pl.String, "Envelope sender domain."),
+        _c("sender_unprovisioned", pl.Boolean, "As in `outbound_mail`."),
+        _c("envelope_unprovisioned", pl.Boolean, "As in `outbound_mail`."),
+        _c("source_format", pl.String, "Recognised export format."),
+        _c("recipients", pl.Int64, "Recipient rows."),
+        _c("spam_recipients", pl.Int64, "Of them, with a spam signal."),
+        _c("bounce_recipients", pl.Int64,
+           "Of them, bounced as unknown addresses (5.1.1, 5.1.10, 5.4.1, 5.1.0)."),
+        _IDLESS,
+        _MESSAGE_KEYS,
+        _c("key_recipients", INT_LIST, "Recipient rows of each of `message_keys`."),
+        _c("key_spam_recipients", INT_LIST,
+           "Of them, with a spam signal (each of `message_keys`)."),
+        _c("recipient_domains", STR_LIST, "Distinct recipient domains (outbound rows only)."),
+    ),
+)
+
+NDR_ROLLUP = Table(
+    "ndr_rollup",
+    "rollups/ndr/tenant=<slug>/date=<YYYY-MM-DD>/data.parquet",
+    "Recipient rows refused with an enhanced status code, summed per received time, sender "
+    "and code (queries/rollups/ndr.sql); rebuilt with `mail_rollup`.",
+    (
+        _c("tenant", pl.String, "Tenant slug."),
+        _c("date", pl.Date, "UTC day (partition key)."),
+        _c("received_utc", UTC_TS, "When the service received the message, UTC."),
+        _c("sender_address", pl.String, "Header sender address."),
+        _c("ndr_code", pl.String, "Enhanced status code, e.g. `5.7.750`."),
+        _c("recipients", pl.Int64, "Recipient rows refused with it."),
+        _IDLESS,
+        _MESSAGE_KEYS,
+    ),
+)
+
+ROLLUPS = (MAIL_ROLLUP, NDR_ROLLUP)
+
 # Microsoft's unblock procedure for a tenant blocked from sending from unregistered domains
 CHECKLIST = (
     "every domain the tenant sends from is registered as an accepted domain.",
@@ -470,15 +528,16 @@ TABLES: dict[str, Table] = {
               RECEIVE_CONNECTORS, SEND_CONNECTORS, AD_PERMISSIONS, ONPREM_HOPS, AUDIT_EVENTS,
               EXO_SETTINGS,
               REJECTS,
-              INGEST_LOG, FINDINGS, VERDICTS, BASELINES, CHART_HOURS, NDR_DAYS)
+              INGEST_LOG, FINDINGS, VERDICTS, BASELINES, CHART_HOURS, NDR_DAYS, *ROLLUPS)
 }
 
 
 # Views derived from the tables (queries/views/<name>.sql), documented like the tables.
 OUTBOUND_MAIL = Table(
     "outbound_mail",
-    "view over `messages` (queries/views/outbound_mail.sql)",
-    "Outbound rows of `messages` with the sender-domain verdict the detections share.",
+    "view over `mail_judged` (queries/views/outbound_mail.sql)",
+    "Outbound rows of `messages` with the sender-domain verdict (drill-down queries read it; "
+    "the detections read the same rows summed in `mail_rollup`).",
     (
         *MESSAGES.columns,
         _c("sender_unprovisioned", pl.Boolean, "The header sender domain was not covered by an "
@@ -489,13 +548,20 @@ OUTBOUND_MAIL = Table(
     ),
 )
 
+MAIL_JUDGED = Table(
+    "mail_judged",
+    "view over `messages` (queries/views/mail_judged.sql)",
+    "Every row of `messages`, its direction decided with the tenant's own domains, with the "
+    "sender-domain verdict and spam signal: what `mail_rollup` sums.",
+    OUTBOUND_MAIL.columns,
+)
+
 OUTBOUND_VOLUMES = Table(
     "outbound_volumes",
-    "view over `outbound_mail` (queries/views/outbound_volumes.sql)",
+    "view over `mail_rollup` (queries/views/outbound_volumes.sql)",
     "Outbound volumes per tenant, hour, connector and sender: what volume baselines are "
-    "built from (detection keeps them per day in its cache). The table macro "
-    "`outbound_hours(since, until)` gives the same columns for any period, counting a partial "
-    "first or last hour from the rows.",
+    "built from. The table macro `outbound_hours(since, until)` gives the same columns for "
+    "any period (a partial first or last hour counts only the part inside it).",
     (
         _c("tenant", pl.String, "Tenant slug."),
         _c("date", pl.Date, "UTC day of the hour."),
@@ -536,6 +602,7 @@ KNOWN_DOMAINS = Table(
 )
 
 VIEWS: dict[str, Table] = {KNOWN_DOMAINS.name: KNOWN_DOMAINS,
+                           MAIL_JUDGED.name: MAIL_JUDGED,
                            OUTBOUND_MAIL.name: OUTBOUND_MAIL,
                            OUTBOUND_VOLUMES.name: OUTBOUND_VOLUMES}
 
@@ -546,6 +613,8 @@ def _type_name(dtype: PolarsDataType) -> str:
         return "TIMESTAMP WITH TIME ZONE (UTC)"
     if dtype == STR_LIST:
         return "VARCHAR[]"
+    if dtype == INT_LIST:
+        return "BIGINT[]"
     return {pl.String: "VARCHAR", pl.Int64: "BIGINT", pl.Boolean: "BOOLEAN",
             pl.Date: "DATE", pl.Float64: "DOUBLE"}[dtype]  # type: ignore[index]
 

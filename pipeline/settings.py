@@ -17,6 +17,7 @@ from pipeline.errors import ConfigError
 
 DATE_ORDERS = ("auto", "mdy", "dmy", "ymd")
 MSGTRK_FIELD_SETS = ("none", "exchange2013", "exchange2010")
+ENGINES = ("duckdb", "spark")  # where ingest and the rollups run
 
 
 def _t(default: Any, reason: str) -> Any:
@@ -157,10 +158,15 @@ class Settings:
     date_order: str = "auto"
     headerless_msgtrk: str = "none"
     flush_rows: int = 500_000
+    engine: str = "duckdb"
     # ad hoc SQL ([sql]): a statement past these stops with a message saying which
     timeout_seconds: int = 60
     memory_limit: str = "1200MB"
     max_rows: int = 1_000_000
+    # --engine spark ([spark]): where ingest's tasks run (spark://host:7077, local[4]; empty:
+    # what spark-submit gives, else local[*]) and each executor's memory
+    spark_master: str = ""
+    spark_executor_memory: str = "2g"
     detect: DetectSettings = field(default_factory=DetectSettings)
     email: Mapping[str, Any] = field(default_factory=dict)
     source: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -183,12 +189,15 @@ _ENV = {
     "date_order": "RELAYWATCH_DATE_ORDER",
     "headerless_msgtrk": "RELAYWATCH_HEADERLESS_MSGTRK",
     "flush_rows": "RELAYWATCH_FLUSH_ROWS",
+    "engine": "RELAYWATCH_ENGINE",
+    "spark_master": "RELAYWATCH_SPARK_MASTER",
 }
 # relaywatch.toml: section → keys it may hold
 _TOML = {
     "paths": ("lake", "inbox", "reports"),
-    "ingest": ("date_order", "headerless_msgtrk", "flush_rows"),
+    "ingest": ("date_order", "headerless_msgtrk", "flush_rows", "engine"),
     "sql": ("timeout_seconds", "memory_limit", "max_rows"),
+    "spark": ("master", "executor_memory"),  # fields spark_master, spark_executor_memory
 }
 
 
@@ -285,6 +294,8 @@ def _validated(s: Settings) -> Settings:
             f"headerless_msgtrk = {s.headerless_msgtrk!r} is not one of "
             f"{', '.join(MSGTRK_FIELD_SETS)}"
         )
+    if s.engine not in ENGINES:
+        raise ConfigError(f"engine = {s.engine!r} is not one of {', '.join(ENGINES)}")
     for name, (lo, hi) in _RANGES.items():
         if not lo <= getattr(s, name) <= hi:
             raise ConfigError(f"{name} = {getattr(s, name)} is out of range: use {lo} to {hi}")
@@ -340,8 +351,9 @@ def load(config: Path | None = None, environ: Mapping[str, str] | None = None) -
                 if key not in _TOML[section]:
                     raise ConfigError(f"{path}: unknown key {key!r} in [{section}]; known: "
                                       f"{', '.join(_TOML[section])}")
-                values[key] = _coerce(key, value, f"{path}: [{section}]")
-                source[key] = str(path)
+                name = f"spark_{key}" if section == "spark" else key
+                values[name] = _coerce(name, value, f"{path}: [{section}]")
+                source[name] = str(path)
     for key, var in _ENV.items():
         if env.get(var):
             values[key] = _coerce(key, env[var], var)

@@ -65,6 +65,9 @@ CREATE OR REPLACE MACRO in_period(day, ts, since, until) AS
 CREATE OR REPLACE MACRO message_count(network_message_id, message_id) AS
     count(DISTINCT coalesce(network_message_id, message_id))
     + (count(*) FILTER (WHERE network_message_id IS NULL AND message_id IS NULL) > 0)::BIGINT;
+CREATE OR REPLACE MACRO keys_count(message_keys, idless) AS  -- message_count over rollup rows
+    length(list_distinct(flatten(list(message_keys))))
+    + (coalesce(sum(idless), 0) > 0)::BIGINT;
 CREATE OR REPLACE MACRO is_bounce(ndr_code) AS  -- the address does not exist (bought lists)
     ndr_code IN ('5.1.1', '5.1.10', '5.4.1', '5.1.0');
 CREATE OR REPLACE MACRO is_spam(status, spam_verdict, ndr_code) AS
@@ -91,8 +94,7 @@ VIEW_THRESHOLDS = ("infer_min_counterparties",)
 BASE = "memory.main"
 
 # macros over the derived views, made once those exist: whether a domain was the tenant's own
-# at a time (known_domains); outbound volumes for any period, whole hours from
-# outbound_volumes, a partial first or last hour counted from the rows
+# at a time (known_domains); outbound volumes per hour for any period (mail_rollup)
 VIEW_MACROS = r"""
 CREATE OR REPLACE MACRO is_provisioned(t, dom, ts) AS (
     dom IS NULL OR dom = t || '.onmicrosoft.com' OR EXISTS (
@@ -102,21 +104,13 @@ CREATE OR REPLACE MACRO is_provisioned(t, dom, ts) AS (
           AND (dom = k.domain_name
                OR (k.match_subdomains AND ends_with(dom, '.' || k.domain_name)))));
 CREATE OR REPLACE MACRO outbound_hours(since, until) AS TABLE
-    SELECT tenant, hour, connector, sender_address, recipients, messages, spam_recipients,
-           bounce_recipients
-    FROM outbound_volumes
-    WHERE date >= CAST(since::TIMESTAMPTZ AS DATE) AND date <= CAST(until::TIMESTAMPTZ AS DATE)
-      AND hour >= since::TIMESTAMPTZ AND hour + INTERVAL 1 HOUR <= until::TIMESTAMPTZ
-    UNION ALL
     SELECT tenant, date_trunc('hour', received_utc) AS hour, connector, sender_address,
-           count(*), message_count(network_message_id, message_id),
-           count(*) FILTER (WHERE spam_signal), count(*) FILTER (WHERE is_bounce(ndr_code))
-    FROM outbound_mail
-    WHERE date IN (CAST(since::TIMESTAMPTZ AS DATE), CAST(until::TIMESTAMPTZ AS DATE))
-      AND received_utc >= since::TIMESTAMPTZ AND received_utc < until::TIMESTAMPTZ
-      AND (received_utc < date_trunc('hour', since::TIMESTAMPTZ - INTERVAL 1 MICROSECOND)
-                          + INTERVAL 1 HOUR
-           OR received_utc >= date_trunc('hour', until::TIMESTAMPTZ))
+           sum(recipients)::BIGINT AS recipients,
+           keys_count(message_keys, idless_recipients) AS messages,
+           sum(spam_recipients)::BIGINT AS spam_recipients,
+           sum(bounce_recipients)::BIGINT AS bounce_recipients
+    FROM mail_rollup
+    WHERE direction = 'outbound' AND in_period(date, received_utc, since, until)
     GROUP BY ALL;
 """
 
@@ -127,6 +121,8 @@ def duck_type(dtype: PolarsDataType) -> str:
         return "TIMESTAMPTZ"
     if dtype == schema.STR_LIST:
         return "VARCHAR[]"
+    if dtype == schema.INT_LIST:
+        return "BIGINT[]"
     return {pl.String: "VARCHAR", pl.Int64: "BIGINT", pl.Boolean: "BOOLEAN",
             pl.Date: "DATE", pl.Float64: "DOUBLE"}[dtype]  # type: ignore[index]
 
@@ -148,7 +144,8 @@ def source(table: schema.Table, root: str, files: list[str] | None = None) -> st
     options = f", hive_partitioning = true, hive_types = {{{hive}}}" if keys else ""
     if files is not None:  # an explicit list: say which file each row came from
         options += ", filename = true"
-    union = "false" if table is schema.MESSAGES and files is None else "true"
+    one_writer = table is schema.MESSAGES or table in schema.ROLLUPS
+    union = "false" if one_writer and files is None else "true"
     return f"read_parquet({paths}, union_by_name = {union}{options})"
 
 
@@ -337,7 +334,7 @@ class Session:
 
     def __init__(self, lake: Path, *, sandbox: bool = True, queries_dir: Path = QUERIES,
                  memory_limit: str = "1200MB", tables: Collection[str] | None = None,
-                 cache: bool = False) -> None:
+                 placeholders: Collection[str] = ()) -> None:
         self.lake = check_root(Path(lake).resolve())
         self.queries_dir = queries_dir
         self.memory_limit = memory_limit
@@ -348,23 +345,13 @@ class Session:
         self.con = duckdb.connect(":memory:", config={"memory_limit": memory_limit,
                                                       "temp_directory": self._spill})
         self.con.execute("SET TimeZone = 'UTC'")
+        self.con.execute("SET enable_progress_bar = false")  # logs go to stderr, not bars
         self.set_thresholds(DetectSettings())
-        self._pinned: tuple[date, int] | None = None
+        self._pinned: tuple[date, bool, int] | None = None
         root = str(self.lake)
-        # detect keeps its lookback in <lake>/.cache between runs (see pipeline.pincache),
-        # whose temporary views then stand in for these two tables
-        cached = ("messages", "accepted_domains") if cache else ()
-        create_views(self.con, self.lake, root, queries_dir, tables, placeholders=cached)
-        self._cache = None
-        if cache:
-            from pipeline.pincache import PinCache
-
-            self._cache = PinCache(self.lake)
-            try:
-                self._cache.attach(self.con, pinned_select(PINNED_COLUMNS))
-            except (duckdb.Error, OSError) as exc:
-                raise LakeError(f"{self._cache.path}: cannot open the detect cache ({exc}); "
-                                "delete the .cache folder and run again") from None
+        # `placeholders`: tables whose views stay empty (without reading their files' footers)
+        # because the caller's temporary views of the same names stand in for them
+        create_views(self.con, self.lake, root, queries_dir, tables, placeholders=placeholders)
         if sandbox:
             self.con.execute("SET allowed_directories = [$root]", {"root": root + "/"})
             self.con.execute("SET enable_external_access = false")
@@ -390,31 +377,41 @@ class Session:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def pin_messages(self, since: date, columns: tuple[str, ...]) -> int:
-        """Read the messages from `since` on (those columns only), the accepted domains and
-        the judged outbound rows into memory once, and let `messages`, `accepted_domains`
-        and `outbound_mail` in this session mean them: the detections then scan memory
-        instead of reopening thousands of Parquet partitions each. Returns the rows pinned."""
-        if self._pinned is not None and self._pinned[0] <= since:
-            return self._pinned[1]  # already loaded by an earlier stage of this run
-        cols = pinned_select(columns)
+    def pin_lookback(self, since: date, stored: bool = True) -> int:
+        """Read the lookback from `since` into memory once, and let this session's
+        `mail_rollup` and `ndr_rollup` mean it: the detections then scan memory instead of
+        reopening thousands of Parquet partitions each. Returns the rollup rows pinned.
+
+        `stored`: the lake's rollups (pipeline.rollups builds them), except for tenants
+        without accepted domains, whose own domains are inferred from the lookback's rows:
+        theirs are rolled up now from their raw rows. Without `stored`, every tenant's are
+        (detections over raw rows, which tests compare with the stored ones). `messages`
+        then means the raw rows rolled up here (those tenants' or, without `stored`, all),
+        which is what known_domains infers from."""
+        if self._pinned is not None and self._pinned[:2] == (since, stored):
+            return self._pinned[2]  # already loaded by an earlier stage of this run
+        listed = f"tenant IN (SELECT tenant FROM {BASE}.accepted_domains)"
+        live = f"AND NOT {listed}" if stored else ""
+        rollup = {t: (QUERIES / "rollups" / f"{t.split('_')[0]}.sql").read_text(encoding="utf-8")
+                  for t in ("mail_rollup", "ndr_rollup")}
         try:
-            if self._cache is not None and columns == PINNED_COLUMNS:
-                self._pinned = (since, self._cache.refresh(self.con, since, cols))
-                return self._pinned[1]
-            self._pin("messages", f"SELECT {cols} FROM {BASE}.messages WHERE date >= $since",
-                      {"since": since})
-            # every outbound row asks whether its domains were accepted: keep the (small)
-            # accepted-domain snapshots in memory too, not in hundreds of files ...
             self._pin("accepted_domains", f"SELECT * FROM {BASE}.accepted_domains")
-            # ... and judge each outbound row's domains once, not once per query
-            self._pin("outbound_mail", f"SELECT * FROM {BASE}.outbound_mail")
-            # ... and count its hourly volumes once, for every baseline
-            self._pin("outbound_volumes", f"SELECT * FROM {BASE}.outbound_volumes")
-            count = self.con.sql("SELECT count(*) FROM _pinned_messages").fetchall()[0][0]
+            self._pin("messages", f"SELECT {pinned_select(PINNED_COLUMNS)} FROM {BASE}.messages "
+                                  f"WHERE date >= $since {live}", {"since": since})
+            if stored:
+                self._pin("mail_rollup", f"SELECT * FROM {BASE}.mail_rollup WHERE date >= $since "
+                                         f"AND {listed} UNION ALL "
+                                         f"SELECT * FROM ({rollup['mail_rollup']})",
+                          {"since": since})
+                self._pin("ndr_rollup", f"SELECT * FROM {BASE}.ndr_rollup WHERE date >= $since",
+                          {"since": since})
+            else:
+                for name, text in rollup.items():
+                    self._pin(name, text)
+            count = self.con.sql("SELECT count(*) FROM _pinned_mail_rollup").fetchall()[0][0]
         except duckdb.Error as exc:
-            raise LakeError(f"{self.lake}: cannot read the messages ({exc})") from None
-        self._pinned = (since, count)
+            raise LakeError(f"{self.lake}: cannot read the lookback ({exc})") from None
+        self._pinned = (since, stored, count)
         return count
 
     def _pin(self, view: str, select: str, params: dict[str, Any] | None = None) -> None:

@@ -25,14 +25,15 @@ SELECT
         WHEN '5.7.233' THEN 'Tenant external recipient rate limit (TERRL)'
         WHEN '5.7.708' THEN 'Traffic not accepted from this IP'
         ELSE 'Relay access denied' END AS meaning,
-    count(DISTINCT coalesce(m.network_message_id, m.message_id)) AS messages,
-    count(*) AS recipients,
-    count(*) FILTER (WHERE m.received_utc >= b.window_start) AS window_recipients,
+    length(list_distinct(flatten(list(m.message_keys)))) AS messages,
+    sum(m.recipients)::BIGINT AS recipients,
+    coalesce(sum(m.recipients) FILTER (WHERE m.received_utc >= b.window_start), 0)::BIGINT
+        AS window_recipients,
     count(DISTINCT m.sender_address) AS senders,
     list(DISTINCT m.sender_address ORDER BY m.sender_address)[1:5] AS sample_senders,
     min(m.received_utc) AS first_seen_utc,
     max(m.received_utc) AS last_seen_utc
-FROM messages AS m, b
+FROM ndr_rollup AS m, b
 WHERE in_period(m.date, m.received_utc, b.baseline_start, b.as_of)
   AND m.ndr_code IN ('5.7.750', '5.7.705', '5.7.711', '5.1.8', '5.1.90', '5.2.2', '5.7.232',
                      '5.7.233', '5.7.708', '5.7.64')

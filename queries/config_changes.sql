@@ -65,17 +65,22 @@ scoped AS (
 ),
 suspect AS (  -- unregistered-domain or spam-signalled outbound mail around the changes
     SELECT o.tenant, o.received_utc, o.connector, o.sender_domain,
-           coalesce(o.sender_unprovisioned OR o.envelope_unprovisioned, false) AS unprovisioned
-    FROM outbound_mail AS o, b, span
-    WHERE in_period(o.date, o.received_utc, b.baseline_start, b.as_of)
-      AND (coalesce(o.sender_unprovisioned OR o.envelope_unprovisioned, false) OR o.spam_signal)
+           coalesce(o.sender_unprovisioned OR o.envelope_unprovisioned, false) AS unprovisioned,
+           CASE WHEN coalesce(o.sender_unprovisioned OR o.envelope_unprovisioned, false)
+                THEN o.recipients ELSE o.spam_recipients END AS recipients
+    FROM mail_rollup AS o, b, span
+    WHERE o.direction = 'outbound' AND in_period(o.date, o.received_utc, b.baseline_start, b.as_of)
+      AND (coalesce(o.sender_unprovisioned OR o.envelope_unprovisioned, false)
+           OR o.spam_recipients > 0)
       AND o.tenant IN (SELECT tenant FROM scoped)
 ),
 around AS (
     SELECT c.tenant, c.changed_utc, c.change, c.object, c.changed_by, c.from_ip, c.source,
            c.connector_scoped,
-           count(*) FILTER (WHERE m.received_utc >= c.changed_utc) AS recipients_after,
-           count(*) FILTER (WHERE m.received_utc < c.changed_utc) AS recipients_before,
+           coalesce(sum(m.recipients) FILTER (WHERE m.received_utc >= c.changed_utc), 0)::BIGINT
+               AS recipients_after,
+           coalesce(sum(m.recipients) FILTER (WHERE m.received_utc < c.changed_utc), 0)::BIGINT
+               AS recipients_before,
            count(DISTINCT m.sender_domain) FILTER (WHERE m.received_utc >= c.changed_utc
                                                     AND m.unprovisioned) AS unregistered_domains,
            min(m.received_utc) FILTER (WHERE m.received_utc >= c.changed_utc) AS first_after_utc

@@ -3,12 +3,14 @@
 -- Only hours with outbound mail are returned (the report fills the gaps with zero).
 -- tenant = NULL means every tenant.
 SELECT tenant, date_trunc('hour', received_utc) AS hour,
-       count(*) FILTER (WHERE NOT coalesce(sender_unprovisioned OR envelope_unprovisioned, false))
+       coalesce(sum(recipients) FILTER (
+           WHERE NOT coalesce(sender_unprovisioned OR envelope_unprovisioned, false)), 0)::BIGINT
            AS registered,
-       count(*) FILTER (WHERE sender_unprovisioned OR envelope_unprovisioned) AS unprovisioned,
-       count(*) FILTER (WHERE spam_signal) AS spam
-FROM outbound_mail
-WHERE in_period(date, received_utc, $since::TIMESTAMPTZ, $until::TIMESTAMPTZ)
+       coalesce(sum(recipients) FILTER (WHERE sender_unprovisioned OR envelope_unprovisioned),
+                0)::BIGINT AS unprovisioned,
+       sum(spam_recipients)::BIGINT AS spam
+FROM mail_rollup
+WHERE direction = 'outbound' AND in_period(date, received_utc, $since::TIMESTAMPTZ, $until::TIMESTAMPTZ)
   AND ($tenant::VARCHAR IS NULL OR tenant = $tenant::VARCHAR)
 GROUP BY ALL
 ORDER BY tenant, hour

@@ -8,15 +8,18 @@
 -- and the open-relay settings found on that connector (onprem_relay_settings).
 -- tenant = NULL means every tenant.
 WITH b AS (SELECT * FROM detection_bounds($as_of::TIMESTAMPTZ, $window_days::INTEGER, $baseline_days::INTEGER)),
-cloud AS (
-    SELECT o.tenant, coalesce(o.network_message_id, o.message_id) AS k, o.sender_domain,
-           o.received_utc, coalesce(o.sender_unprovisioned OR o.envelope_unprovisioned, false)
-               AS unprovisioned, o.spam_signal
-    FROM outbound_mail AS o, b
-    WHERE in_period(o.date, o.received_utc, b.window_start, b.as_of)
-      AND o.source_format <> 'exchange_tracking_log'
-      AND (coalesce(o.sender_unprovisioned OR o.envelope_unprovisioned, false) OR o.spam_signal)
-      AND ($tenant::VARCHAR IS NULL OR o.tenant = $tenant::VARCHAR)
+cloud AS (  -- per message: a rollup row holds several only when sent in the same second
+    SELECT * FROM (
+        SELECT o.tenant, unnest(o.message_keys) AS k, unnest(o.key_recipients) AS all_n,
+               unnest(o.key_spam_recipients) AS spam_recipients, o.sender_domain,
+               o.received_utc,
+               coalesce(o.sender_unprovisioned OR o.envelope_unprovisioned, false) AS unprovisioned
+        FROM mail_rollup AS o, b
+        WHERE o.direction = 'outbound'
+          AND in_period(o.date, o.received_utc, b.window_start, b.as_of)
+          AND o.source_format <> 'exchange_tracking_log'
+          AND ($tenant::VARCHAR IS NULL OR o.tenant = $tenant::VARCHAR))
+    WHERE unprovisioned OR spam_recipients > 0
 ),
 onprem AS (  -- the on-premises hop (onprem_hops: tracking logs' RECEIVE events)
     SELECT DISTINCT h.tenant, coalesce(h.network_message_id, h.message_id) AS k, h.server,
@@ -28,9 +31,12 @@ onprem AS (  -- the on-premises hop (onprem_hops: tracking logs' RECEIVE events)
 joined AS (
     SELECT c.tenant, p.server, p.connector, p.client_ip,
            any_value(p.client_hostname) AS client_hostname,
-           count(*) AS recipients, count(DISTINCT c.k) AS messages,
-           count(*) FILTER (WHERE c.unprovisioned) AS unprovisioned_recipients,
-           count(*) FILTER (WHERE c.spam_signal) AS spam_recipients,
+           sum(CASE WHEN c.unprovisioned THEN c.all_n ELSE c.spam_recipients END)::BIGINT
+               AS recipients,
+           count(DISTINCT c.k) AS messages,
+           coalesce(sum(c.all_n) FILTER (WHERE c.unprovisioned), 0)::BIGINT
+               AS unprovisioned_recipients,
+           sum(c.spam_recipients)::BIGINT AS spam_recipients,
            list(DISTINCT c.sender_domain ORDER BY c.sender_domain)[1:5] AS sender_domains,
            min(c.received_utc) AS first_seen_utc, max(c.received_utc) AS last_seen_utc
     FROM cloud AS c

@@ -49,7 +49,7 @@ change_summary AS (
 ),
 window_rows AS (
     SELECT m.*, lower(m.connector) AS k
-    FROM messages AS m, b
+    FROM mail_rollup AS m, b
     WHERE in_period(m.date, m.received_utc, b.window_start, b.as_of)
       AND m.connector IS NOT NULL
       AND ($tenant::VARCHAR IS NULL OR m.tenant = $tenant::VARCHAR)
@@ -72,9 +72,9 @@ ip_checks AS (  -- each (connector, client IP) checked against SenderIPAddresses
 ),
 traffic AS (
     SELECT m.tenant, m.k, any_value(m.connector) AS connector,
-           count(*) AS recipients,
-           count(*) FILTER (WHERE is_spam(m.status, m.spam_verdict, m.ndr_code)) AS spam_recipients,
-           count(*) FILTER (WHERE x.outside) AS outside_ip_recipients,
+           sum(m.recipients)::BIGINT AS recipients,
+           sum(m.spam_recipients)::BIGINT AS spam_recipients,
+           coalesce(sum(m.recipients) FILTER (WHERE x.outside), 0)::BIGINT AS outside_ip_recipients,
            list(DISTINCT m.client_ip ORDER BY m.client_ip) FILTER (WHERE x.outside)[1:5]
                AS outside_ips,
            bool_or(m.source_format <> 'exchange_tracking_log') AS seen_in_cloud_trace,
@@ -87,10 +87,12 @@ traffic AS (
 ),
 relayed AS (  -- unregistered-domain recipients through each connector, window and before
     SELECT o.tenant, lower(o.connector) AS k,
-           count(*) FILTER (WHERE o.received_utc >= b.window_start) AS unprovisioned_recipients,
-           count(*) FILTER (WHERE o.received_utc < b.window_start) AS baseline_unprovisioned
-    FROM outbound_mail AS o, b
-    WHERE in_period(o.date, o.received_utc, b.baseline_start, b.as_of)
+           coalesce(sum(o.recipients) FILTER (WHERE o.received_utc >= b.window_start), 0)::BIGINT
+               AS unprovisioned_recipients,
+           coalesce(sum(o.recipients) FILTER (WHERE o.received_utc < b.window_start), 0)::BIGINT
+               AS baseline_unprovisioned
+    FROM mail_rollup AS o, b
+    WHERE o.direction = 'outbound' AND in_period(o.date, o.received_utc, b.baseline_start, b.as_of)
       AND o.connector IS NOT NULL AND (o.sender_unprovisioned OR o.envelope_unprovisioned)
       AND ($tenant::VARCHAR IS NULL OR o.tenant = $tenant::VARCHAR)
     GROUP BY ALL

@@ -17,7 +17,7 @@
 WITH b AS (SELECT * FROM detection_bounds($as_of::TIMESTAMPTZ, $window_days::INTEGER, $baseline_days::INTEGER)),
 tenants AS (
     SELECT tenant FROM ingest_log WHERE tenant <> ''
-    UNION SELECT m.tenant FROM messages AS m, b
+    UNION SELECT m.tenant FROM mail_rollup AS m, b
           WHERE in_period(m.date, m.received_utc, b.baseline_start, b.as_of)
     UNION SELECT tenant FROM accepted_domains
     UNION SELECT tenant FROM inbound_connectors
@@ -39,25 +39,26 @@ events AS (
            max(m.received_utc) AS last_event_utc,
            count(DISTINCT m.date) FILTER (WHERE m.received_utc >= b.window_start) AS window_days_with_data,
            count(DISTINCT m.date) FILTER (WHERE m.received_utc < b.window_start) AS baseline_days_with_data,
-           count(*) FILTER (WHERE m.received_utc >= b.window_start) AS window_recipients
-    FROM messages AS m, b
+           coalesce(sum(m.recipients) FILTER (WHERE m.received_utc >= b.window_start), 0)::BIGINT
+               AS window_recipients
+    FROM mail_rollup AS m, b
     WHERE in_period(m.date, m.received_utc, b.baseline_start, b.as_of)
     GROUP BY m.tenant
 ),
 outbound AS (
     SELECT o.tenant,
-           count(*) FILTER (WHERE o.received_utc >= b.window_start) AS window_outbound,
-           count(*) FILTER (WHERE o.received_utc >= b.window_start
-                              AND (o.sender_unprovisioned OR o.envelope_unprovisioned)) AS window_unprovisioned,
-           count(*) FILTER (WHERE o.received_utc >= b.window_start AND o.spam_signal) AS window_spam,
-           count(*) FILTER (WHERE o.received_utc < b.window_start) AS baseline_outbound,
-           count(*) FILTER (WHERE o.received_utc < b.window_start
-                              AND (o.sender_unprovisioned OR o.envelope_unprovisioned)) AS baseline_unprovisioned,
+           sum(o.recipients) FILTER (WHERE o.received_utc >= b.window_start)::BIGINT AS window_outbound,
+           sum(o.recipients) FILTER (WHERE o.received_utc >= b.window_start
+                              AND (o.sender_unprovisioned OR o.envelope_unprovisioned))::BIGINT AS window_unprovisioned,
+           sum(o.spam_recipients) FILTER (WHERE o.received_utc >= b.window_start)::BIGINT AS window_spam,
+           sum(o.recipients) FILTER (WHERE o.received_utc < b.window_start)::BIGINT AS baseline_outbound,
+           sum(o.recipients) FILTER (WHERE o.received_utc < b.window_start
+                              AND (o.sender_unprovisioned OR o.envelope_unprovisioned))::BIGINT AS baseline_unprovisioned,
            max(o.received_utc) FILTER (WHERE o.sender_unprovisioned OR o.envelope_unprovisioned)
                AS last_unprovisioned_utc,
-           max(o.received_utc) FILTER (WHERE o.spam_signal) AS last_spam_utc
-    FROM outbound_mail AS o, b
-    WHERE in_period(o.date, o.received_utc, b.baseline_start, b.as_of)
+           max(o.received_utc) FILTER (WHERE o.spam_recipients > 0) AS last_spam_utc
+    FROM mail_rollup AS o, b
+    WHERE o.direction = 'outbound' AND in_period(o.date, o.received_utc, b.baseline_start, b.as_of)
     GROUP BY o.tenant
 )
 SELECT

@@ -13,15 +13,15 @@ scoped AS (
            CASE WHEN o.sender_unprovisioned AND o.envelope_unprovisioned THEN 'both'
                 WHEN o.sender_unprovisioned THEN 'header' ELSE 'envelope' END AS domain_source,
            o.received_utc >= b.window_start AS in_window
-    FROM outbound_mail AS o, b
-    WHERE in_period(o.date, o.received_utc, b.baseline_start, b.as_of)
+    FROM mail_rollup AS o, b
+    WHERE o.direction = 'outbound' AND in_period(o.date, o.received_utc, b.baseline_start, b.as_of)
       AND ($tenant::VARCHAR IS NULL OR o.tenant = $tenant::VARCHAR)
 ),
 daily AS (
-    SELECT tenant, date, count(*) AS outbound_recipients FROM scoped WHERE in_window GROUP BY ALL
+    SELECT tenant, date, sum(recipients)::BIGINT AS outbound_recipients FROM scoped WHERE in_window GROUP BY ALL
 ),
 history AS (
-    SELECT tenant, domain, count(*) AS baseline_recipients
+    SELECT tenant, domain, sum(recipients)::BIGINT AS baseline_recipients
     FROM scoped
     WHERE NOT in_window AND (sender_unprovisioned OR envelope_unprovisioned)
     GROUP BY ALL
@@ -33,12 +33,12 @@ SELECT
     s.connector,
     s.client_ip,
     s.date AS day,
-    count(DISTINCT coalesce(s.network_message_id, s.message_id)) AS messages,
-    count(*) AS recipients,
-    count(*) FILTER (WHERE s.spam_signal) AS spam_recipients,
+    length(list_distinct(flatten(list(s.message_keys)))) AS messages,
+    sum(s.recipients)::BIGINT AS recipients,
+    sum(s.spam_recipients)::BIGINT AS spam_recipients,
     min(s.received_utc) AS first_seen_utc,
     max(s.received_utc) AS last_seen_utc,
-    round(count(*) / any_value(d.outbound_recipients), 4) AS share_of_outbound,
+    round(sum(s.recipients) / any_value(d.outbound_recipients), 4) AS share_of_outbound,
     coalesce(any_value(h.baseline_recipients), 0) AS baseline_recipients,
     coalesce(any_value(h.baseline_recipients), 0) = 0 AS new_domain
 FROM scoped AS s

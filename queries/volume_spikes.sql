@@ -70,16 +70,17 @@ habits AS (  -- the days each candidate sent on before the window (a person's ma
 ),
 spread AS (  -- the distinct recipient domains each candidate sender and connector reached
     SELECT o.tenant, 'sender' AS scope, o.sender_address AS key,
-           count(DISTINCT o.recipient_domain) AS window_domains
-    FROM outbound_mail AS o, b
+           length(list_distinct(flatten(list(o.recipient_domains)))) AS window_domains
+    FROM mail_rollup AS o, b
     SEMI JOIN keys AS k ON k.tenant = o.tenant AND k.scope = 'sender' AND k.key = o.sender_address
-    WHERE in_period(o.date, o.received_utc, b.window_start, b.as_of)
+    WHERE o.direction = 'outbound' AND in_period(o.date, o.received_utc, b.window_start, b.as_of)
     GROUP BY ALL
     UNION ALL
-    SELECT o.tenant, 'connector', o.connector, count(DISTINCT o.recipient_domain)
-    FROM outbound_mail AS o, b
+    SELECT o.tenant, 'connector', o.connector,
+           length(list_distinct(flatten(list(o.recipient_domains))))
+    FROM mail_rollup AS o, b
     SEMI JOIN keys AS k ON k.tenant = o.tenant AND k.scope = 'connector' AND k.key = o.connector
-    WHERE in_period(o.date, o.received_utc, b.window_start, b.as_of)
+    WHERE o.direction = 'outbound' AND in_period(o.date, o.received_utc, b.window_start, b.as_of)
     GROUP BY ALL
 ),
 buckets AS (

@@ -115,6 +115,14 @@ class LakeBuilder:
                                                if any(c.name in r for r in rows)})
         self.lake.write_file_table(name, tenant, f"{name}{tenant}{key}".ljust(32, "0"), frame)
 
+    def rolled(self) -> Path:
+        """The lake with its rollups brought up to date (ingest and detect do it; these
+        tests write the partitions themselves), for queries run straight on a session."""
+        from pipeline import rollups
+
+        rollups.build(self.root)
+        return self.root
+
     def domains(self, tenant: str, *names: str, created: datetime | None = None,
                 subdomains: tuple[str, ...] = ()) -> None:
         self.table("accepted_domains", tenant, [

@@ -226,7 +226,7 @@ def test_ipv6_mail_through_a_certificate_identified_connector_is_not_outside(
 def connector_row(build: LakeBuilder, tenant: str) -> dict:
     from pipeline import sql
 
-    with sql.Session(build.root) as session:
+    with sql.Session(build.rolled()) as session:
         got = session.run("suspicious_connectors", {
             "as_of": AS_OF, "tenant": tenant, **DetectSettings().__dict__})
     return got.row(0, named=True)

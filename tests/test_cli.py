@@ -84,7 +84,7 @@ def test_settings_file_and_environment(tmp_path: Path, monkeypatch: pytest.Monke
     code, _, err = run("schema")
     assert code == 2
     assert err == ("relaywatch: error: relaywatch.toml: unknown section [nonsense]; known: "
-                   "detect, email, ingest, paths, sql\n")
+                   "detect, email, ingest, paths, spark, sql\n")
     (tmp_path / "relaywatch.toml").write_text('[paths]\nlake = 3\n')
     code, _, err = run("schema")
     assert code == 2

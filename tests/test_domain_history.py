@@ -67,7 +67,7 @@ def _audit(build: LakeBuilder, when: datetime, operation: str, domain: str,
 def _unregistered(build: LakeBuilder) -> int:
     """Recipients of the window counted as sent from unregistered domains."""
     build.__exit__(None, None, None)  # the rows held so far, written
-    with sql.Session(build.root) as session:
+    with sql.Session(build.rolled()) as session:
         rows = session.run("unprovisioned_senders",
                            {"as_of": AS_OF, "tenant": "acme", **asdict(DetectSettings())})
     return int(rows["recipients"].sum()) if rows.height else 0

@@ -279,9 +279,11 @@ def test_killed_during_a_write_a_rerun_completes_the_lake(inbox: Path, tmp_path:
            "RELAYWATCH_FLUSH_ROWS": "1000", "PYTHONPATH": str(ROOT)}
     killed = subprocess.run(cmd, env=env, capture_output=True)
     assert killed.returncode == -9
-    # the lake is readable as it is: no half-written Parquet is visible
+    # the lake is readable as it is: no half-written Parquet is visible (a temporary, hidden
+    # by its leading dot, may be half-written when another thread's write was cut)
     for f in lake.rglob("*.parquet"):
-        pl.read_parquet(f)
+        if not f.name.startswith(".tmp-relaywatch-"):
+            pl.read_parquet(f)
     assert any(p.name.startswith(".tmp-relaywatch-") for p in lake.rglob("*"))
     env.pop("RELAYWATCH_FAULT_AFTER_WRITES")
     rerun = subprocess.run(cmd, env=env, capture_output=True)

@@ -222,7 +222,7 @@ def test_a_wildcard_under_any_public_suffix_covers_the_internet(build) -> None: 
                      ("contoso.co.uk", "InternalRelay"), ("contoso.com", "Authoritative"))])
     build.send("uk", at(27), "promo@cheap-pills.co.uk", 7)
     build.send("uk", at(27), "app@mail.contoso.co.uk", 3)
-    with sql.Session(build.root) as session:
+    with sql.Session(build.rolled()) as session:
         found = session.run("onprem_relay_settings", {"as_of": AS_OF, "tenant": "uk"})
         own = session.run("unprovisioned_senders", {
             "as_of": AS_OF, "tenant": "uk", "window_days": 7, "baseline_days": 28})

@@ -16,7 +16,7 @@ PARAMS = {"as_of": AS_OF, "tenant": None, **asdict(DetectSettings())}
 
 
 def run(build: LakeBuilder, name: str, **override: object) -> pl.DataFrame:
-    with sql.Session(build.root) as session:
+    with sql.Session(build.rolled()) as session:
         return session.run(name, {**PARAMS, **override})
 
 
@@ -114,12 +114,12 @@ def test_volume_spikes(build: LakeBuilder) -> None:
     assert (sat["baseline_n"], sat["baseline_median"]) == (4, 0)  # 11-07, 08, 14, 15
 
 
-@pytest.mark.parametrize("cache", [False, True])
+@pytest.mark.parametrize("stored", [False, True])
 def test_hour_volumes_count_only_the_period_of_a_partial_hour(build: LakeBuilder,
-                                                                cache: bool) -> None:
-    """outbound_hours: whole hours from the hourly volumes (detect's cache keeps them), a
-    first or last hour cut by the period counted from the rows; volume_spikes with an as-of
-    inside an hour counts only what came before it."""
+                                                                stored: bool) -> None:
+    """outbound_hours over the rollups (the lake's, or rolled up from the raw rows): a
+    first or last hour cut by the period counts only the rows inside it; volume_spikes with
+    an as-of inside an hour counts only what came before it."""
     from datetime import date
 
     for minute, n in ((50, 2), (70, 3), (100, 4), (180, 1), (260, 5), (290, 6)):
@@ -127,8 +127,8 @@ def test_hour_volumes_count_only_the_period_of_a_partial_hour(build: LakeBuilder
     _steady(build, "p", weekday=5, weekend=5)
     build.send("p", at(27, 10, 5), "b@p.com", 40)
     build.send("p", at(27, 10, 40), "b@p.com", 40)      # after the as-of below
-    with sql.Session(build.root, cache=cache) as session:
-        session.pin_messages(date(2026, 10, 1), sql.PINNED_COLUMNS)
+    with sql.Session(build.rolled()) as session:
+        session.pin_lookback(date(2026, 10, 1), stored)
 
         def hours(since: datetime, until: datetime) -> dict[int, tuple[int, int]]:
             got = session.frame("SELECT hour, sum(recipients) AS r, sum(messages) AS m FROM "

@@ -20,6 +20,7 @@ def test_data_dictionary_is_in_sync() -> None:
 def test_lake_tables_have_the_documented_columns(tmp_path: Path) -> None:
     s = Settings(lake=tmp_path / "lake")
     ingest([DATA / "messagetrace_ps51.csv"], s, tenant="contoso")
+    ingest([DATA / "messagetrace_detail.csv"], s, tenant="contoso")  # NDRs: ndr_rollup
     ingest([DATA / "inbound_connector_evotec.json"], s, tenant="contoso")
     ingest([DATA / "accepted_domain_evotec.json"], s, tenant="contoso")
     ingest([DATA / "outbound_connector_evotec.json"], s, tenant="contoso")

@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from tests.bench import spark_part  # noqa: E402
 from tests.bench.shapes import Shapes  # noqa: E402
 PY = sys.executable
 RW = [PY, "-m", "pipeline"]
@@ -276,13 +277,14 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=float(os.environ.get("BENCH_SCALE", 1)))
     ap.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", 3)))
     ap.add_argument("--work", type=Path, help="Keep data here between runs (default: temp)")
-    ap.add_argument("--only", default="ingest,memory,nightly,shapes",
+    ap.add_argument("--only", default="ingest,memory,nightly,shapes,spark",
                     help="Comma-separated parts to run: ingest, memory, nightly (nightly also "
                          "times detect and report on the lake it builds), shapes (every "
-                         "export shape against its bare engine: tests/bench/shapes.py)")
+                         "export shape against its bare engine: tests/bench/shapes.py), spark "
+                         "(the MSP night on a local Spark cluster: tests/bench/spark_part.py)")
     args = ap.parse_args()
     parts = set(args.only.split(","))
-    if unknown := parts - {"ingest", "memory", "nightly", "shapes"}:
+    if unknown := parts - {"ingest", "memory", "nightly", "shapes", "spark"}:
         ap.error(f"--only: unknown part(s) {', '.join(sorted(unknown))}")
     work = args.work or Path(tempfile.mkdtemp(prefix="relaywatch-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -292,7 +294,8 @@ def main() -> None:
     started = time.perf_counter()
     shapes = Shapes(bench, run, median_of, RW, PY)
     for part, measure in (("ingest", bench.ingest), ("memory", bench.memory_ingest),
-                          ("nightly", bench.nightly_and_detect), ("shapes", shapes.all)):
+                          ("nightly", bench.nightly_and_detect), ("shapes", shapes.all),
+                          ("spark", lambda: spark_part.measure(shapes))):
         if part in parts:
             measure()
     print(f"\nMachine: {platform.machine()}, {os.cpu_count()} cores, "
