@@ -64,9 +64,10 @@ def sql_command(obj: dict, statement: str, lake: Path | None, fmt: str | None,
     """Run one read-only SQL statement against the lake's views.
 
     Views: messages, accepted_domains, inbound_connectors, outbound_connectors,
-    audit_events, rejects, ingest_log, findings, verdicts, outbound_mail, outbound_volumes;
-    the table macro outbound_hours(since, until) gives outbound volumes per tenant, hour,
-    connector and sender for any period. The session reads the lake and nothing else: no
+    audit_events, rejects, ingest_log, findings, verdicts, outbound_mail, outbound_volumes,
+    mail_rollup and ndr_rollup (what the detections read; docs/data-dictionary.md has every
+    view); the table macro outbound_hours(since, until) gives outbound volumes per tenant,
+    hour, connector and sender for any period. The session reads the lake and nothing else: no
     other files, no network, no writes.
 
     \b

@@ -17,7 +17,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.spark.cluster import Cluster
+from tests.spark.cluster import Cluster, spark_home
 
 pytestmark = pytest.mark.spark
 
@@ -36,9 +36,11 @@ def nightly(lake: Path, engine: str = "duckdb", master: str | None = None,
             "--no-email", "--engine", engine]
     if master:
         args += ["--spark-master", master]
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}  # the driver beside the cluster
     if not wait:
-        return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    run = subprocess.run(args, cwd=ROOT, capture_output=True)
+        return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=env)
+    run = subprocess.run(args, cwd=ROOT, capture_output=True, env=env)
     assert run.returncode in (0, 3), run.stderr.decode()[-3000:]
     return run
 
@@ -73,6 +75,29 @@ def assert_same_lake(spark_run: Path, local_run: Path) -> None:
     assert not differ, differ[:10]
     assert manifest(spark_run / "lake").equals(manifest(local_run / "lake"))
     assert verdicts(spark_run) == verdicts(local_run)
+    # and the command an operator runs to check a cluster's lake says so too
+    check = subprocess.run([sys.executable, "-m", "pipeline", "compare", str(spark_run / "lake"),
+                            str(local_run / "lake")], cwd=ROOT, capture_output=True)
+    assert check.returncode == 0 and b"the same data" in check.stderr, check.stdout
+
+
+def test_under_spark_submit_ingest_gives_the_local_lake(cluster: Cluster, local: Path,
+                                                       tmp_path: Path) -> None:
+    """spark-submit ... pipeline/__main__.py ingest --engine spark: the master is the one
+    spark-submit was given."""
+    lake = tmp_path / "lake"
+    run = subprocess.run(
+        [str(spark_home() / "bin" / "spark-submit"), "--master", cluster.url,
+         str(ROOT / "pipeline" / "__main__.py"), "ingest", str(INBOX), "--lake", str(lake),
+         "--engine", "spark"], cwd=ROOT, capture_output=True,
+        env={**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"})
+    assert run.returncode == 0, run.stderr.decode()[-3000:]
+    # spark-submit hands on the Python driver's stdout and stderr as its own stdout
+    assert f"Spark tasks on {cluster.url}".encode() in run.stdout + run.stderr
+    got = {f: d for f, d in lake_files(lake).items() if f.startswith(("messages/", "rollups/"))}
+    want = {f: d for f, d in lake_files(local / "lake").items()
+            if f.startswith(("messages/", "rollups/"))}
+    assert got == want and len(got) > 200
 
 
 def test_nightly_on_the_cluster_gives_the_local_lake_and_verdicts(
