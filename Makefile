@@ -27,7 +27,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check pipeline tests
 	$(BIN)/mypy pipeline
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 # --engine spark on a real standalone cluster (a master and a worker on 127.0.0.1, started and
 # stopped by tests/spark/conftest.py): the [spark] extra from requirements-spark.lock, Java 17.

@@ -164,7 +164,7 @@ class Lake:
             # the lock file names its holder while held and is emptied on a clean release:
             # a name left in it means the last holder was killed, so sweep its temporaries
             if os.pread(fd, 64, 0).strip():
-                self._sweep_temporaries()
+                self.sweep_temporaries()
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"relaywatch pid {os.getpid()}\n".encode(), 0)
             _HELD[key] = 1
@@ -175,7 +175,7 @@ class Lake:
             _HELD.pop(key, None)
             os.close(fd)
 
-    def _sweep_temporaries(self) -> None:
+    def sweep_temporaries(self) -> None:
         """Remove temporary files a killed run left behind (only ever under the lock), and
         only relaywatch's own (TMP_PREFIX): never a file another program put in the lake."""
         for folder, _, names in os.walk(self.root):  # os.walk: a fraction of rglob's cost

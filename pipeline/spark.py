@@ -90,6 +90,8 @@ def ingest(paths: Iterable[Path], settings: Settings, tenant: str | None = None,
                  len(tasks), sc.master)
         got = (sc.parallelize(tasks, numSlices=max(1, len(tasks)))
                .map(partial(_tenant_task, settings, rehash)).collect()) if tasks else []
+        # no task runs now: a temporary file is one an executor that died was writing
+        lake.sweep_temporaries()
         report = IngestReport()
         finished: list[FileResult] = []
         for files, done in got:
@@ -98,6 +100,7 @@ def ingest(paths: Iterable[Path], settings: Settings, tenant: str | None = None,
         lake.record(manifest_rows(finished))  # after every partition is written
         if report.count("ingested"):
             rollups.build(settings.lake, elsewhere=partial(_roll_on, sc))
+            lake.sweep_temporaries()
     return report
 
 

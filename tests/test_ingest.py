@@ -378,8 +378,8 @@ def test_temporaries_are_swept_only_after_a_holder_was_killed(tmp_path: Path,
     holder's name left in it (the holder was killed) makes the next run sweep."""
     lake = Lake(tmp_path / "lake")
     swept: list[int] = []
-    real = Lake._sweep_temporaries
-    monkeypatch.setattr(Lake, "_sweep_temporaries", lambda self: swept.append(1) or real(self))
+    real = Lake.sweep_temporaries
+    monkeypatch.setattr(Lake, "sweep_temporaries", lambda self: swept.append(1) or real(self))
     with lake.locked():
         assert (lake.root / ".lock").read_text().startswith("relaywatch pid ")
     assert (lake.root / ".lock").read_text() == ""
