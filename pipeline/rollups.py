@@ -33,13 +33,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import schema, sql
-from pipeline.lake import PARQUET, write_atomically
+from pipeline.lake import PARQUET, Lake, write_atomically
 
 log = logging.getLogger(__name__)
 
 FOLDER = "rollups"
 STATE = "_built.parquet"
-SQL = {t.name: sql.QUERIES / "rollups" / f"{t.name.split('_')[0]}.sql" for t in schema.ROLLUPS}
 # what a partition's judgement depends on: each accepted domain's spans as the tenant's own
 # (snapshots and audit events; a daily snapshot of the same domains changes nothing)
 DOMAINS_STATE = ("SELECT tenant, bit_xor(hash(domain_name, match_subdomains, covered_since, "
@@ -70,7 +69,7 @@ def rollup_path(lake: Path, table: schema.Table, tenant: str, day: date) -> Path
             / f"date={day.isoformat()}" / "data.parquet")
 
 
-def message_partitions(lake: Path, since: date | None = None) -> dict[Key, tuple[int, int]]:
+def message_partitions(lake: Path) -> dict[Key, tuple[int, int]]:
     """(tenant, day) → (size, mtime_ns) of the message partitions (os.scandir: this runs
     every night over thousands of folders)."""
     out: dict[Key, tuple[int, int]] = {}
@@ -88,8 +87,7 @@ def message_partitions(lake: Path, since: date | None = None) -> dict[Key, tuple
                 st = os.stat(os.path.join(d.path, "data.parquet"), follow_symlinks=False)
             except (ValueError, OSError):
                 continue
-            if since is None or day >= since:
-                out[(t.name[7:], day)] = (st.st_size, st.st_mtime_ns)
+            out[(t.name[7:], day)] = (st.st_size, st.st_mtime_ns)
     return out
 
 
@@ -182,7 +180,7 @@ def _record(lake: Path, state: dict[Key, tuple[int, int, str | None]], batch: li
 
 def _roll(s: sql.Session, lake: Path, batch: list[Key]) -> tuple[int, int]:
     """Roll up these message partitions and write their rollups."""
-    files = [str(_messages_file(lake, key)) for key in batch]
+    files = [str(Lake(lake).partition_path(*key)) for key in batch]
     source = sql.source(schema.MESSAGES, str(lake), files)
     present = sql.present_columns(s.con, source)
     s.con.execute(f"CREATE OR REPLACE TEMP TABLE {BATCH} AS SELECT "
@@ -202,7 +200,8 @@ def _roll(s: sql.Session, lake: Path, batch: list[Key]) -> tuple[int, int]:
                 continue
             path = rollup_path(lake, table, tenant, day)
             if table is schema.MAIL_ROLLUP:  # an empty message partition: an empty rollup
-                empty = s.con.sql(f"SELECT {_columns(table)} FROM ({_sql(table)}) LIMIT 0")
+                empty = s.con.sql(
+                    f"SELECT {_columns(table)} FROM ({sql.rollup_sql(table)}) LIMIT 0")
                 write_atomically(path, partial(_write, empty.to_arrow_table()))
             else:
                 shutil.rmtree(path.parent, ignore_errors=True)
@@ -215,7 +214,7 @@ def _partitions(s: sql.Session, table: schema.Table) -> Iterator[tuple[Key, pa.T
     rows give the same bytes), the partition keys left to the path: streamed from DuckDB,
     so memory holds one partition's rollup, not the batch's."""
     reader = s.con.sql(
-        f"SELECT tenant, date, {_columns(table)} FROM ({_sql(table)}) "
+        f"SELECT tenant, date, {_columns(table)} FROM ({sql.rollup_sql(table)}) "
         f"ORDER BY tenant, date, {_keys(table)}").to_arrow_reader(STREAM_ROWS)
     held: list[pa.RecordBatch] = []
     key: Key | None = None
@@ -244,10 +243,6 @@ def _partition(held: list[pa.RecordBatch]) -> pa.Table:
 
 def _write(rows: pa.Table, path: Path) -> None:
     pq.write_table(rows, path, compression="zstd", compression_level=1)
-
-
-def _sql(table: schema.Table) -> str:
-    return SQL[table.name].read_text(encoding="utf-8")
 
 
 def _columns(table: schema.Table) -> str:
@@ -283,7 +278,7 @@ def _batches(lake: Path, keys: list[Key]) -> Iterator[list[Key]]:
     total = 0
     for key in keys:
         try:
-            rows = pq.read_metadata(_messages_file(lake, key)).num_rows
+            rows = pq.read_metadata(Lake(lake).partition_path(*key)).num_rows
         except (OSError, pa.ArrowException):
             rows = BATCH_ROWS  # unreadable: alone, and DuckDB says why
         if batch and total + rows > BATCH_ROWS:
@@ -293,7 +288,3 @@ def _batches(lake: Path, keys: list[Key]) -> Iterator[list[Key]]:
         total += rows
     if batch:
         yield batch
-
-
-def _messages_file(lake: Path, key: Key) -> Path:
-    return lake / "messages" / f"tenant={key[0]}" / f"date={key[1].isoformat()}" / "data.parquet"

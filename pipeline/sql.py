@@ -305,6 +305,12 @@ def read_only(text: str) -> str:
     return text
 
 
+def rollup_sql(table: schema.Table) -> str:
+    """The SELECT that rolls `messages` up into a rollup table (queries/rollups/<name>.sql:
+    mail_rollup's is mail.sql), for pipeline.rollups' build and a session's live rollups."""
+    return (QUERIES / "rollups" / f"{table.name.split('_')[0]}.sql").read_text(encoding="utf-8")
+
+
 def pinned_select(columns: tuple[str, ...]) -> str:
     """The select list that reads `columns` of messages the way detection keeps them."""
     return ", ".join(f'{_PINNED_AS.get(c, chr(34) + c + chr(34))} AS "{c}"' for c in columns)
@@ -392,8 +398,7 @@ class Session:
             return self._pinned[2]  # already loaded by an earlier stage of this run
         listed = f"tenant IN (SELECT tenant FROM {BASE}.accepted_domains)"
         live = f"AND NOT {listed}" if stored else ""
-        rollup = {t: (QUERIES / "rollups" / f"{t.split('_')[0]}.sql").read_text(encoding="utf-8")
-                  for t in ("mail_rollup", "ndr_rollup")}
+        rollup = {t.name: rollup_sql(t) for t in schema.ROLLUPS}
         try:
             self._pin("accepted_domains", f"SELECT * FROM {BASE}.accepted_domains")
             self._pin("messages", f"SELECT {pinned_select(PINNED_COLUMNS)} FROM {BASE}.messages "
